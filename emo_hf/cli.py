@@ -1,0 +1,67 @@
+"""The `emo-hf` command line.
+
+    emo-hf data build --source ../shared/goemotions --out runs/data
+    emo-hf train --data runs/data --preset minilm --out runs/model
+    emo-hf evaluate runs/model --data runs/data --split test
+    emo-hf run --out runs/default
+    emo-hf export runs/default/model runs/export
+    emo-hf push runs/default/model --repo-id ORG/NAME
+
+Each subcommand lives in `emo_hf/commands/<name>.py` with `register(subparsers)` and `run(args)`; those modules
+import nothing heavy at the top, so `emo-hf --help` stays fast and one command's dependencies don't slow another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# subcommand name -> module under emo_hf.commands
+COMMANDS: dict[str, str] = {
+    "data": "data",
+    "train": "train",
+    "evaluate": "evaluate",
+    "run": "run",
+    "ablate": "ablate",
+    "export": "export",
+    "push": "push",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emo-hf", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(f"emo_hf.commands.{module_name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"emo_hf.commands.{module_name}":
+                raise
+            continue  # command not built yet
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as error:
+        # Errors raised on purpose carry the fix in their message: print it, not a traceback.
+        if args.verbose:
+            raise
+        print(f"emo-hf {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
