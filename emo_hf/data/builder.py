@@ -1,0 +1,318 @@
+"""Build the dataset folder: load -> embed -> balance train -> leakage guard -> parquet + card -> move into place.
+
+    >>> from emo_hf.data.builder import build_dataset
+    >>> summary = build_dataset("../shared/goemotions", "runs/data")          # 15 default labels, ISMOTE
+    >>> from datasets import load_dataset
+    >>> load_dataset("runs/data", "balanced")["train"].features["emotions"].feature.names[:2]
+    ['fear', 'sadness']
+
+Folder layout:
+
+    OUT/
+      README.md                     dataset card; YAML `configs:` maps configs -> parquet files
+      build_info.json               labels, encoder, balance settings, seed, counts, duplicates, timings
+      label_counts.png              train positives per label, before / after balancing
+      data/raw/{train,validation,test}.parquet        id, text, labels, emotions
+      data/balanced/{train,validation,test}.parquet   + embedding, is_synthetic, seed_id, neighbor_id
+
+Everything is written to a temporary folder next to OUT and moved into place at the end, so a failed build leaves
+OUT as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .balancing import METHODS, balance as balance_rows
+from .card import data_file, write_dataset_card
+from .embedding import DEFAULT_ENCODER, embed_texts
+from .leakage import check_no_leakage, cross_split_duplicate_texts
+from .loading import GOEMOTIONS_FILES, GOEMOTIONS_HUB_ID, SPLITS, label_names, load_goemotions, load_user_data
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict, Features
+
+logger = logging.getLogger(__name__)
+
+# Defaults for GoEmotions with the 15 default labels (train positives: fear 596 ... admiration 4,130, median 1,452).
+DEFAULT_TARGET_PER_LABEL = 1500
+DEFAULT_KEEP_NO_EMOTION = 0.5
+BUILD_INFO_FILE = "build_info.json"
+SYNTHETIC_ID_PREFIX = "synthetic-"
+
+
+def balanced_features(labels: Sequence[str], dim: int) -> Features:
+    """Features of the `balanced` config: the raw columns plus embedding and provenance."""
+    from datasets import Features, List, Value
+
+    from .loading import emotion_features
+
+    features = dict(emotion_features(labels))
+    features.update(
+        {
+            "embedding": List(Value("float32"), length=dim),
+            "is_synthetic": Value("bool"),
+            "seed_id": Value("string"),
+            "neighbor_id": Value("string"),
+        }
+    )
+    return Features(features)
+
+
+def _balanced_table(
+    ids: list, texts: list, labels: np.ndarray, embeddings: np.ndarray, is_synthetic: np.ndarray,
+    seed_ids: list, neighbor_ids: list, features: Features,
+) -> Dataset:
+    """Assemble a balanced split with pyarrow directly: [n, dim] embeddings never go through Python lists."""
+    import pyarrow as pa
+    from datasets import Dataset, DatasetInfo
+    from datasets.table import InMemoryTable
+
+    n, n_labels = labels.shape
+    dim = embeddings.shape[1]
+    emotions = [np.flatnonzero(row).tolist() for row in labels > 0]
+    table = pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            "text": pa.array(texts, pa.string()),
+            "labels": pa.FixedSizeListArray.from_arrays(pa.array(labels.reshape(-1), pa.float32()), n_labels),
+            "emotions": pa.array(emotions, pa.list_(pa.int64())),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1), pa.float32()), dim),
+            "is_synthetic": pa.array(is_synthetic, pa.bool_()),
+            "seed_id": pa.array(seed_ids, pa.string()),
+            "neighbor_id": pa.array(neighbor_ids, pa.string()),
+        }
+    )
+    assert n == table.num_rows
+    return Dataset(InMemoryTable(table.cast(features.arrow_schema)), info=DatasetInfo(features=features))
+
+
+def _load_source(source: Any, labels: Sequence[str] | str | None, seed: int) -> tuple[DatasetDict, str, str]:
+    """-> (DatasetDict, source kind, description). `source`: GoEmotions folder, Hub id, user file or DatasetDict."""
+    from datasets import DatasetDict
+
+    if isinstance(source, DatasetDict):
+        return source, "datasetdict", "a DatasetDict given in Python"
+    path = Path(str(source)).expanduser()
+    if path.is_dir():
+        if any((path / name).exists() for name in GOEMOTIONS_FILES):
+            return load_goemotions(path, labels), "goemotions", f"the GoEmotions TSV files in `{path.name}/`"
+        raise FileNotFoundError(
+            f"{path} is a folder without GoEmotions files ({', '.join(GOEMOTIONS_FILES)}, labels.txt); pass that folder, "
+            f"a CSV/JSONL/parquet file, or the Hub id {GOEMOTIONS_HUB_ID!r}."
+        )
+    if path.is_file():
+        return load_user_data(path, labels=labels, seed=seed), "user", f"the file `{path.name}`"
+    if str(source) == GOEMOTIONS_HUB_ID or ("/" in str(source) and not str(source).startswith((".", "/", "~"))):
+        return load_goemotions(str(source), labels), "goemotions", f"the Hub dataset `{source}` (config simplified)"
+    raise FileNotFoundError(
+        f"Source {str(source)!r} not found: pass the GoEmotions folder (e.g. --source ../shared/goemotions), "
+        f"a CSV/JSONL/parquet file, or the Hub id {GOEMOTIONS_HUB_ID!r}."
+    )
+
+
+def _move_into_place(temporary: Path, out: Path) -> None:
+    """Replace OUT by the finished build; an existing OUT must be an earlier build (or empty)."""
+    if out.exists():
+        if not out.is_dir() or (any(out.iterdir()) and not (out / BUILD_INFO_FILE).is_file()):
+            raise FileExistsError(
+                f"{out} exists and is not an emo-hf dataset folder (no {BUILD_INFO_FILE}); choose another --out or remove it."
+            )
+        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+        os.replace(out, old / out.name)
+        os.replace(temporary, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(temporary, out)
+
+
+def build_dataset(
+    source: Any,
+    out: str | Path,
+    labels: Sequence[str] | str | None = None,
+    balance: str = "ismote",
+    target_per_label: int = DEFAULT_TARGET_PER_LABEL,
+    keep_no_emotion: float = DEFAULT_KEEP_NO_EMOTION,
+    encoder: str = DEFAULT_ENCODER,
+    seed: int = 42,
+    push_to_hub: str | None = None,
+    private: bool = True,
+    k_neighbors: int = 5,
+    expansion: float = 0.5,
+    cache_dir: str | Path | None = None,
+    show_progress: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Build the `raw` + `balanced` dataset folder at `out` and return the summary (also saved as build_info.json).
+
+    `source`: a GoEmotions TSV folder, the Hub id `google-research-datasets/go_emotions`, a CSV/JSONL/parquet file
+    (see `load_user_data`; splits are made when it has none) or a `DatasetDict` from `load_user_data(...)`.
+    `balance`: ismote | smote | random | none. `push_to_hub`: a dataset repo id to upload the finished folder to.
+    """
+    if balance not in METHODS:
+        raise ValueError(f"--balance {balance!r} is not one of {', '.join(METHODS)}; e.g. --balance ismote.")
+    timings: dict[str, float] = {}
+    start = clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 2)
+        clock = now
+
+    out = Path(out).expanduser().absolute()
+    dataset, source_kind, source_description = _load_source(source, labels, seed)
+    missing = [s for s in SPLITS if s not in dataset]
+    if missing:
+        raise ValueError(f"The source has no {missing} split(s); it needs train, validation and test.")
+    names = label_names(dataset)
+    check_no_leakage({split: dataset[split] for split in SPLITS})
+    duplicates = cross_split_duplicate_texts({split: dataset[split]["text"] for split in SPLITS})
+    lap("load")
+
+    # Embed every split once (validation/test embeddings ship in the balanced config); the cache makes rebuilds cheap.
+    texts = {split: dataset[split]["text"] for split in SPLITS}
+    everything = [t for split in SPLITS for t in texts[split]]
+    vectors = embed_texts(everything, encoder=encoder, cache_dir=cache_dir, show_progress=show_progress)  # [N, dim]
+    offsets = np.cumsum([0] + [len(texts[s]) for s in SPLITS])
+    embeddings = {split: vectors[offsets[i]: offsets[i + 1]] for i, split in enumerate(SPLITS)}
+    dim = int(vectors.shape[1])
+    lap("embed")
+
+    train = dataset["train"]
+    train_labels = np.asarray(train.with_format("numpy")["labels"], dtype=np.float32)  # [n_train, n_labels]
+    result = balance_rows(
+        embeddings["train"], train_labels, method=balance, target_per_label=target_per_label,
+        keep_no_emotion=keep_no_emotion, k_neighbors=k_neighbors, expansion=expansion, seed=seed,
+        show_progress=show_progress, label_names=names,
+    )
+    lap("balance")
+
+    features = balanced_features(names, dim)
+    train_ids, train_texts = train["id"], texts["train"]
+    n_real = int((~result.is_synthetic).sum())
+    ids, row_texts, seed_ids, neighbor_ids = [], [], [], []
+    for row in range(len(result.is_synthetic)):
+        if row < n_real:
+            source_row = int(result.source_index[row])
+            ids.append(train_ids[source_row])
+            row_texts.append(train_texts[source_row])
+            seed_ids.append(None)
+            neighbor_ids.append(None)
+        else:
+            seed_row, neighbor_row = int(result.seed_index[row]), int(result.neighbor_index[row])
+            ids.append(f"{SYNTHETIC_ID_PREFIX}{names[result.synthetic_label[row]]}-{row - n_real:06d}")
+            # a `random` duplicate is a real text; interpolated points have no text
+            row_texts.append(train_texts[seed_row] if neighbor_row < 0 else None)
+            seed_ids.append(train_ids[seed_row])
+            neighbor_ids.append(train_ids[neighbor_row] if neighbor_row >= 0 else None)
+    balanced = {
+        "train": _balanced_table(ids, row_texts, result.labels, result.embeddings, result.is_synthetic,
+                                 seed_ids, neighbor_ids, features)
+    }
+    for split in ("validation", "test"):
+        split_labels = np.asarray(dataset[split].with_format("numpy")["labels"], dtype=np.float32)
+        n = len(split_labels)
+        balanced[split] = _balanced_table(
+            dataset[split]["id"], texts[split], split_labels, embeddings[split], np.zeros(n, bool),
+            [None] * n, [None] * n, features,
+        )
+    # The guard: refuse to write if ids collide across splits or a synthetic row comes from outside train.
+    check_no_leakage(balanced)
+    lap("assemble")
+
+    count = lambda matrix: {name: int(v) for name, v in zip(names, (np.asarray(matrix) > 0).sum(axis=0))}  # noqa: E731
+    info: dict[str, Any] = {
+        "source": str(source) if source_kind != "datasetdict" else None,
+        "source_kind": source_kind,
+        "source_description": source_description,
+        "labels": names,
+        "encoder": encoder,
+        "embedding_dim": dim,
+        "balance": result.settings,
+        "seed": seed,
+        "rows": {
+            "raw": {split: dataset[split].num_rows for split in SPLITS},
+            "balanced": {split: balanced[split].num_rows for split in SPLITS},
+        },
+        "synthetic_rows": int(result.is_synthetic.sum()),
+        "no_emotion": {"before": result.no_emotion_before, "after": result.no_emotion_after},
+        "counts": {
+            "train_before": {n: int(v) for n, v in zip(names, result.counts_before)},
+            "train_after": {n: int(v) for n, v in zip(names, result.counts_after)},
+            "validation": count(dataset["validation"]["labels"]),
+            "test": count(dataset["test"]["labels"]),
+        },
+        "duplicates": duplicates,
+        "files": {config: {split: data_file(config, split) for split in SPLITS} for config in ("raw", "balanced")},
+        "command": command or _python_call(source, out, labels, balance, target_per_label, keep_no_emotion, encoder, seed),
+    }
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        for config, splits in (("raw", dataset), ("balanced", balanced)):
+            for split in SPLITS:
+                target = temporary / data_file(config, split)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                splits[split].to_parquet(str(target))
+        write_dataset_card(temporary, info)
+        lap("write")
+        info["seconds"] = {**timings, "total": round(time.perf_counter() - start, 2)}
+        (temporary / BUILD_INFO_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        _move_into_place(temporary, out)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    info["out"] = str(out)
+
+    if push_to_hub:
+        from ..hub import upload_folder  # lazy: huggingface_hub upload code only when pushing
+
+        info["pushed_to"] = upload_folder(
+            out, push_to_hub, repo_type="dataset", private=private,
+            commit_message=f"emo-hf data build: {len(names)} labels, balance={balance}, seed={seed}",
+        )
+    return info
+
+
+def _python_call(source, out, labels, balance, target, keep, encoder, seed) -> str:
+    label_part = "" if labels is None else f" --labels {labels if isinstance(labels, str) else ','.join(labels)}"
+    return (
+        f"emo-hf data build --source {source} --out {Path(out).name}{label_part} --balance {balance} "
+        f"--target-per-label {target} --keep-no-emotion {keep} --encoder {encoder} --seed {seed}"
+    )
+
+
+def format_summary(info: dict[str, Any]) -> str:
+    """Human-readable end-of-build summary: rows per split, per-label counts before/after, time taken."""
+    lines = [f"Dataset written to {info.get('out')}"]
+    for config, rows in info["rows"].items():
+        lines.append(f"  {config:9s} " + "  ".join(f"{split} {n:,}" for split, n in rows.items()))
+    balance = info["balance"]
+    lines.append(
+        f"  balance: {balance['method']}, target {balance['target_per_label']}, keep no-emotion {balance['keep_no_emotion']} "
+        f"({info['no_emotion']['before']:,} -> {info['no_emotion']['after']:,}), synthetic rows {info['synthetic_rows']:,}"
+    )
+    lines.append(f"  {'label':16s} {'before':>7s} {'after':>7s}")
+    for name in info["labels"]:
+        lines.append(f"  {name:16s} {info['counts']['train_before'][name]:7,d} {info['counts']['train_after'][name]:7,d}")
+    duplicates = ", ".join(
+        f"{pair} {d['count']} ({d['count_normalized']} case-insensitive)" for pair, d in info["duplicates"].items()
+    )
+    lines.append(f"  identical texts across source splits (kept): {duplicates}")
+    seconds = info.get("seconds", {})
+    lines.append("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()))
+    if info.get("pushed_to"):
+        lines.append(f"  pushed to {info['pushed_to']}")
+    return "\n".join(lines)

@@ -1,0 +1,20 @@
+"""Where the real GoEmotions folder is: $EMO_HF_GOEMOTIONS, else ../shared/goemotions next to the repository."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def goemotions_dir() -> Path | None:
+    """The folder holding the official train.tsv / dev.tsv / test.tsv / labels.txt, or None when it is missing."""
+    candidate = Path(os.environ.get("EMO_HF_GOEMOTIONS") or REPO.parent / "shared" / "goemotions").expanduser()
+    return candidate if (candidate / "train.tsv").is_file() else None
+
+
+SKIP_REASON = (
+    "real GoEmotions folder not found: set EMO_HF_GOEMOTIONS to the folder with train.tsv, dev.tsv, test.tsv and "
+    f"labels.txt (default {REPO.parent / 'shared' / 'goemotions'})"
+)
