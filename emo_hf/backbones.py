@@ -1,0 +1,207 @@
+"""Loading a classifier for training: Unsloth 4-bit on a GPU when installed, else bitsandbytes NF4 + peft, else CPU.
+
+    >>> from emo_hf.backbones import load_for_training
+    >>> model = load_for_training("HuggingFaceTB/SmolLM2-135M-Instruct", labels=["joy", "anger"], max_length=128)
+    >>> model.tokenizer            # attached; model.config.lora holds the LoRA settings used
+
+Unsloth and bitsandbytes are imported only on the GPU paths: the CPU path needs neither.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .configuration import DECODER_LORA_TARGETS, ENCODER_LORA_TARGETS, ENCODER_MODEL_TYPES, resolve_pretrained
+
+logger = logging.getLogger(__name__)
+
+# Unsloth's recommended settings (used by the issue for the Mistral preset).
+UNSLOTH_RANDOM_STATE = 3407
+
+
+@dataclass
+class LoraSettings:
+    """LoRA settings; `target_modules=None` picks the 7 attention/MLP projections of decoders, or
+    query/key/value/dense for BERT-style encoders.
+
+        >>> LoraSettings(r=8, lora_alpha=16)
+    """
+
+    r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    bias: str = "none"
+    target_modules: list[str] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
+            raise ValueError(f"LoraSettings: r={self.r!r} must be an integer >= 1, e.g. LoraSettings(r=16).")
+        if not isinstance(self.lora_alpha, (int, float)) or self.lora_alpha <= 0:
+            raise ValueError(f"LoraSettings: lora_alpha={self.lora_alpha!r} must be > 0, e.g. lora_alpha=32.")
+        if not isinstance(self.lora_dropout, (int, float)) or not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"LoraSettings: lora_dropout={self.lora_dropout!r} must be in [0, 1), e.g. 0.0.")
+        if self.bias not in ("none", "all", "lora_only"):
+            raise ValueError(f"LoraSettings: bias={self.bias!r} must be 'none', 'all' or 'lora_only'.")
+        if self.target_modules is not None:
+            if isinstance(self.target_modules, str) or not all(isinstance(m, str) for m in self.target_modules):
+                raise ValueError(f"LoraSettings: target_modules={self.target_modules!r} must be a list of module "
+                                 "names, e.g. ['q_proj', 'v_proj'].")
+            self.target_modules = list(self.target_modules)
+
+    @classmethod
+    def coerce(cls, lora: "LoraSettings | dict | None") -> "LoraSettings | None":
+        if lora is None or isinstance(lora, LoraSettings):
+            return lora
+        if isinstance(lora, dict):
+            unknown = sorted(set(lora) - {f for f in cls.__dataclass_fields__})
+            if unknown:
+                raise ValueError(f"Unknown LoRA setting(s) {unknown} in {lora!r}; valid: "
+                                 f"{sorted(cls.__dataclass_fields__)}.")
+            return cls(**lora)
+        raise ValueError(f"lora={lora!r}: give a LoraSettings, a dict like {{'r': 16, 'lora_alpha': 32}}, or None.")
+
+    def resolved(self, model_type: str) -> dict[str, Any]:
+        """The settings with target modules filled in for this backbone type (stored in EmoConfig.lora)."""
+        settings = asdict(self)
+        if settings["target_modules"] is None:
+            targets = ENCODER_LORA_TARGETS if model_type in ENCODER_MODEL_TYPES else DECODER_LORA_TARGETS
+            settings["target_modules"] = list(targets)
+        return settings
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameters; a 4-bit weight counts its unpacked size (two values per stored byte)."""
+    trainable = total = 0
+    for param in model.parameters():
+        n = param.numel() * (2 if type(param).__name__ == "Params4bit" else 1)
+        total += n
+        trainable += n if param.requires_grad else 0
+    return trainable, total
+
+
+def unsloth_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("unsloth") is not None
+
+
+def load_for_training(
+    backbone: str,
+    labels: Sequence[str] | None = None,
+    input_mode: str = "text",
+    lora: LoraSettings | dict | None = LoraSettings(),
+    device: str | None = None,
+    max_length: int = 256,
+    *,
+    load_in_4bit: bool | None = None,
+    use_unsloth: bool | None = None,
+    gradient_checkpointing: bool | None = None,
+    **config_kwargs: Any,
+):
+    """An `EmoModelForMultiLabel` ready to train (tokenizer attached, head/projection float32 and trainable).
+
+    - GPU + Unsloth installed (and `use_unsloth` not False): `FastLanguageModel.from_pretrained(..., load_in_4bit,
+      dtype=bfloat16)` + `FastLanguageModel.get_peft_model(...)` with `use_gradient_checkpointing="unsloth"`; the
+      classifier wraps the decoder stack (`model.base_model.model.model`).
+    - GPU without Unsloth: transformers + bitsandbytes NF4 (when `load_in_4bit`) + peft LoRA, gradient checkpointing.
+    - CPU: full precision + peft LoRA.
+    `lora=None` trains no adapter: the whole backbone is trained (frozen if 4-bit). `load_in_4bit=None` means 4-bit on
+    a GPU, never on CPU. `config_kwargs` go to EmoConfig (focal_gamma, focal_alpha, classifier_dropout,
+    num_soft_tokens, encoder_name, encoder_dim, projection_hidden_size, thresholds, pooling, ...).
+    """
+    import torch
+
+    from .modeling import EmoModelForMultiLabel
+
+    settings = LoraSettings.coerce(lora)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    on_gpu = torch.device(device).type == "cuda"
+    if on_gpu and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but no CUDA GPU is visible: use device='cpu'.")
+    if load_in_4bit is None:
+        load_in_4bit = on_gpu
+    if load_in_4bit and not on_gpu:
+        raise ValueError("load_in_4bit=True needs a CUDA GPU (bitsandbytes); on CPU use load_in_4bit=False.")
+    _, gguf_file = resolve_pretrained(backbone)
+    if use_unsloth is None:
+        use_unsloth = on_gpu and load_in_4bit and settings is not None and gguf_file is None and unsloth_available()
+    common = dict(labels=labels, input_mode=input_mode, max_length=max_length, load_in_4bit=bool(load_in_4bit),
+                  **config_kwargs)
+
+    if use_unsloth:
+        model = _load_with_unsloth(backbone, settings, max_length, bool(load_in_4bit), common)
+        path = "unsloth"
+    else:
+        quantization_config = None
+        if load_in_4bit:
+            from transformers import BitsAndBytesConfig
+
+            quantization_config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                     bnb_4bit_use_double_quant=True,
+                                                     bnb_4bit_compute_dtype=torch.bfloat16)
+        model = EmoModelForMultiLabel.from_backbone(
+            backbone, dtype=torch.bfloat16 if on_gpu else torch.float32, quantization_config=quantization_config,
+            device_map={"": torch.cuda.current_device()} if on_gpu else None, **common)
+        base_type = model.config.backbone_config.model_type
+        if settings is not None:
+            from peft import LoraConfig, get_peft_model
+
+            lora_dict = settings.resolved(base_type)
+            if on_gpu and (gradient_checkpointing is None or gradient_checkpointing):
+                # Non-reentrant checkpointing needs no input gradients (unlike peft's prepare_model_for_kbit_training,
+                # which would also upcast the 131k-token embeddings to float32).
+                model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            get_peft_model(model.backbone, LoraConfig(**lora_dict))  # injects LoRA in place, freezes the base
+            model.config.lora = lora_dict
+        else:
+            model.config.lora = None
+            if load_in_4bit:
+                logger.warning("lora=None with a 4-bit backbone: the backbone stays frozen; only the head trains.")
+                model.backbone.requires_grad_(False)
+            if gradient_checkpointing:
+                model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        path = "bitsandbytes 4-bit + peft" if load_in_4bit else ("GPU full precision" if on_gpu else "CPU") + (
+            " + peft LoRA" if settings is not None else " (no LoRA)")
+
+    # The head and projection are plain float32 layers outside the backbone: never quantised, always trained.
+    model.score.requires_grad_(True)
+    if model.projection is not None:
+        model.projection.requires_grad_(True)
+    if on_gpu:
+        model.score.to(device)
+        if model.projection is not None:
+            model.projection.to(device)
+    model.train()
+    trainable, total = count_parameters(model)
+    print(f"emo_hf: {backbone} via {path}: trainable parameters {trainable:,} of {total:,} "
+          f"({100 * trainable / max(total, 1):.3f}%)")
+    return model
+
+
+def _load_with_unsloth(backbone: str, settings: LoraSettings, max_length: int, load_in_4bit: bool,
+                       common: dict[str, Any]):
+    """The Unsloth path (see /work/shared/gpu/README.md): 4-bit load, LoRA, the decoder stack as backbone."""
+    import unsloth  # noqa: F401  (patches transformers; import it before transformers when you can)
+    import torch
+    from unsloth import FastLanguageModel
+
+    from .modeling import EmoModelForMultiLabel, text_backbone
+
+    folder, _ = resolve_pretrained(backbone)
+    causal_lm, tokenizer = FastLanguageModel.from_pretrained(model_name=folder, max_seq_length=max_length,
+                                                             load_in_4bit=load_in_4bit, dtype=torch.bfloat16)
+    model_type = causal_lm.config.get_text_config().model_type
+    lora_dict = settings.resolved(model_type)
+    peft_model = FastLanguageModel.get_peft_model(
+        causal_lm, r=lora_dict["r"], lora_alpha=lora_dict["lora_alpha"], lora_dropout=lora_dict["lora_dropout"],
+        bias=lora_dict["bias"], target_modules=lora_dict["target_modules"], use_gradient_checkpointing="unsloth",
+        random_state=UNSLOTH_RANDOM_STATE, max_seq_length=max_length)
+    decoder = text_backbone(peft_model.base_model.model.model)  # the MistralModel: last_hidden_state after the norm
+    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor (multimodal) holds the tokenizer
+    model = EmoModelForMultiLabel.from_loaded_backbone(decoder, tokenizer, backbone, lora=lora_dict, **common)
+    # Keep Unsloth's wrapper alive without registering it as a submodule (its parameters are the decoder's).
+    model.__dict__["_unsloth_model"] = peft_model
+    return model
