@@ -86,7 +86,8 @@ def make_model_folder(folder: Path, *, report: bool = True, training_info: bool 
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     (folder / "thresholds.json").write_text(json.dumps(dict(zip(LABELS, thresholds)), indent=2))
     save_file({"score.weight": rng.normal(size=(len(LABELS), 8)).astype(np.float32),
-               "score.bias": np.zeros(len(LABELS), np.float32)}, str(folder / "head.safetensors"))
+               "score.bias": np.zeros(len(LABELS), np.float32)}, str(folder / "head.safetensors"),
+              metadata={"labels": json.dumps(LABELS), "hidden_size": "8", "input_mode": "text"})
     if lora:
         (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", **lora_settings}))
         save_file({"base_model.model.encoder.layer.0.attention.self.query.lora_A.weight":
