@@ -17,6 +17,11 @@ token gets 401 "Invalid credentials in Authorization header" (as the Hub does); 
     server.start()                  # picks a free port; server.url == "http://127.0.0.1:PORT"
     ...                              # HF_ENDPOINT=server.url, HF_TOKEN=hf_test_token
     server.stop()
+
+In tests, use the `hub` fixture (import it into the test module: `from hub_server import hub`): it starts a server,
+points HF_ENDPOINT / HF_TOKEN / HF_HOME of this process at it and at a temporary folder, and stops it afterwards.
+`subprocess_env(server, tmp_path)` gives the environment for a fresh Python process that downloads from it (set
+before huggingface_hub is imported there, as huggingface_hub reads HF_ENDPOINT once, at import).
 """
 
 from __future__ import annotations
@@ -31,8 +36,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from pathlib import Path
+
+import pytest
 import yaml
 
+TOKEN = "hf_StandInToken0123456789abcdefXYZ"  # the default valid token of the stand-in
 GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
 
 
@@ -76,8 +85,11 @@ class HubError(Exception):
 class HubServer:
     """In-memory Hub stand-in; see the module docstring. `requests` logs (method, path, status) of every call."""
 
-    def __init__(self, tokens: dict[str, str] | None = None, host: str = "127.0.0.1", port: int = 0):
-        self.tokens = dict(tokens or {"hf_test_token_0123456789": "tester"})  # token -> user name
+    def __init__(self, tokens: dict[str, str] | None = None, read_only_tokens: dict[str, str] | None = None,
+                 host: str = "127.0.0.1", port: int = 0):
+        self.tokens = dict(tokens or {TOKEN: "tester"})  # token -> user name (read and write)
+        self.read_only_tokens = dict(read_only_tokens or {})  # token -> user name (writes get 403)
+        self.fail_next_commit = False  # tests set it to make the next /commit answer 500
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[tuple[str, str, int]] = []
         self.lock = threading.RLock()
@@ -183,14 +195,19 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
             if authorization is None:
                 return None
             scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer" or token not in server.tokens:
+            users = {**server.read_only_tokens, **server.tokens}
+            if scheme.lower() != "bearer" or token not in users:
                 raise HubError(401, "Invalid credentials in Authorization header")
-            return server.tokens[token]
+            return users[token]
 
         def _need_user(self) -> str:
+            """The user of a request that writes: 401 without a token, 403 for a read-only token."""
             user = self._user()
             if user is None:
                 raise HubError(401, "You must be authenticated to access this resource (pass a token)")
+            token = self.headers.get("Authorization", "").partition(" ")[2]
+            if token in server.read_only_tokens:
+                raise HubError(403, "You don't have the rights to write to this namespace")
             return user
 
         def _repo(self, repo_type: str, repo_id: str, *, write: bool = False) -> Repo:
@@ -350,6 +367,9 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
             self._json(200, list(entries.values()))
 
         def _commit(self, repo: Repo, revision: str, query: dict[str, str]):
+            if server.fail_next_commit:
+                server.fail_next_commit = False
+                raise HubError(500, "Stand-in Hub: commit failed on purpose (fail_next_commit)")
             if query.get("create_pr"):
                 raise HubError(400, "Stand-in Hub: pull requests are not supported")
             if revision not in repo.branches:
@@ -408,3 +428,37 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
             self._send(status, body, headers, head=self.command == "HEAD")
 
     return Handler
+
+
+def subprocess_env(server: HubServer, tmp_path: Path, *, token: str | None = None) -> dict[str, str]:
+    """Environment for a fresh process that talks to `server` (no token unless given; own empty HF cache)."""
+    import os
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGING"))}
+    env.update({"HF_ENDPOINT": server.url, "HF_HOME": str(tmp_path / "hf_home_subprocess"),
+                "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+                "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
+                                               env.get("PYTHONPATH", "")]).rstrip(os.pathsep)})
+    if token:
+        env["HF_TOKEN"] = token
+    return env
+
+
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A running stand-in Hub; this process's HF_ENDPOINT / HF_TOKEN point at it, HF_HOME at a temporary folder."""
+    from huggingface_hub import constants
+
+    server = HubServer(tokens={TOKEN: "tester"}).start()
+    home = tmp_path / "hf_home"
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    # Read once at import by huggingface_hub: a token saved by `hf auth login` on this machine must not leak in.
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+    try:
+        yield server
+    finally:
+        server.stop()
