@@ -147,8 +147,14 @@ class EmoConfig(PretrainedConfig):
                 raise _fail("labels", labels, "label names must be unique and at least one", "labels=['joy', 'anger']")
             self.id2label = dict(enumerate(labels))
             self.label2id = {name: i for i, name in enumerate(labels)}
+        if isinstance(self.backbone_config, PretrainedConfig):
+            # A copy, without the live model's quantization settings (the classifier records load_in_4bit itself),
+            # and for multimodal Mistral 3 only the text model's config (the classifier reads text).
+            self.backbone_config = self.backbone_config.get_text_config().to_dict()
         if isinstance(self.backbone_config, dict):
             config_dict = dict(self.backbone_config)
+            config_dict.pop("quantization_config", None)
+            config_dict.pop("transformers_version", None)
             if "model_type" not in config_dict:
                 raise _fail("backbone_config", config_dict, "a backbone config dict needs its 'model_type'",
                             "backbone_config=AutoConfig.from_pretrained('HuggingFaceTB/SmolLM2-135M-Instruct')")
@@ -165,7 +171,6 @@ class EmoConfig(PretrainedConfig):
             raise _fail("backbone_config", self.backbone_config, "give a dict or a PretrainedConfig",
                         "backbone_config=AutoConfig.from_pretrained('HuggingFaceTB/SmolLM2-135M-Instruct')")
         if self.backbone_config is not None and self.backbone_config.model_type == "mistral3":
-            # Mistral Small 3.1 is multimodal: the classifier reads text only, so keep the text model's config.
             self.backbone_config = self.backbone_config.get_text_config()
         if self.backbone_name_or_path is not None and not isinstance(self.backbone_name_or_path, str):
             raise _fail("backbone_name_or_path", self.backbone_name_or_path, "give a Hub id or a local path (str)",

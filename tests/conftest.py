@@ -1,0 +1,41 @@
+"""Session-scoped fixtures shared by the test files (add new fixtures; do not rewrite others')."""
+
+from __future__ import annotations
+
+import pytest
+
+
+# ---- model fixtures (tests/test_modeling.py, tests/test_backbones.py) -------------------------------------------------
+TINY_WORDS = ["<pad>", "<s>", "</s>", "<unk>"] + (
+    "i love hate this that day so sad happy angry what a the is it not you me we are was great awful "
+    "scared of dark thank very much why would do . ! ?"
+).split()
+
+
+def make_word_tokenizer(words: list[str] = TINY_WORDS):
+    """A locally built tokenizer (tokenizers WordLevel in PreTrainedTokenizerFast) with bos/eos/pad/unk."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>", unk_token="<unk>")
+
+
+@pytest.fixture(scope="session")
+def tiny_mistral_dir(tmp_path_factory):
+    """A tiny randomly initialised Mistral (2 layers, hidden 32) + its tokenizer, saved to a temp folder."""
+    import torch
+    from transformers import MistralConfig, MistralModel
+
+    tokenizer = make_word_tokenizer()
+    config = MistralConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, head_dim=8, vocab_size=len(TINY_WORDS), pad_token_id=0,
+                           bos_token_id=1, eos_token_id=2, max_position_embeddings=256,
+                           rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-mistral")
+    MistralModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
