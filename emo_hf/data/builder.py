@@ -260,6 +260,10 @@ def build_dataset(
 
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    import datasets
+
+    bars_were_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # one "Creating parquet" bar per file is noise next to the summary
     try:
         for config, splits in (("raw", dataset), ("balanced", balanced)):
             for split in SPLITS:
@@ -274,6 +278,9 @@ def build_dataset(
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
     info["out"] = str(out)
 
     if push_to_hub:
