@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 MODEL_TYPE = "emo_multilabel"
 REQUIRED_FILES = ("config.json", "thresholds.json", "head.safetensors", "configuration.py", "modeling.py")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-OPTIONAL_FILES = ("backbone.safetensors", "report.json", "training_info.json")
+OPTIONAL_FILES = ("backbone.safetensors", "report.json", "report.md", "training_info.json")
 # What transformers' tokenizers save (save_pretrained); whichever of them the model folder has is exported.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "vocab.txt", "vocab.json", "merges.txt", "tokenizer.model", "spiece.model",

@@ -86,6 +86,7 @@ METRICS = [
     ("macro_precision", "Macro precision", "precision", "macro"),
     ("macro_recall", "Macro recall", "recall", "macro"),
 ]
+PLOT_TITLES = {"per_label_f1": "F1 per label", "label_counts": "Examples per label in the evaluated split"}
 # The model-index holds the three headline metrics of the issue.
 MODEL_INDEX_METRICS = ("subset_accuracy", "micro_f1", "macro_f1")
 
@@ -183,24 +184,21 @@ def _results(report: dict, labels: list[str], dataset_name: str | None) -> dict 
     intro += ", with the thresholds tuned per label" + (" (and, for comparison, one threshold of 0.5 for all labels)" if at_05 else "") + ":"
     results: dict[str, Any] = {"intro": intro, "metrics": _table(header, metric_rows), "ci95": None,
                                "baselines": None, "per_label": None, "plots": []}
-    ci = report.get("mean_f1_ci95")
-    low_high = None
+    # report.json schema 1: {"at_0.5": [low, high], "tuned": [low, high]}, a percentile bootstrap over the examples.
+    ci = (report.get("mean_f1_ci95") or {}).get("tuned") if isinstance(report.get("mean_f1_ci95"), dict) else None
     if isinstance(ci, (list, tuple)) and len(ci) == 2:
-        low_high = ci
-    elif isinstance(ci, dict) and "low" in ci and "high" in ci:
-        low_high = (ci["low"], ci["high"])
-    if low_high is not None:
-        results["ci95"] = (f"95% confidence interval of the mean per-label F1 (macro F1) on this split: "
-                           f"{_number(low_high[0])} to {_number(low_high[1])}.")
+        results["ci95"] = (f"95% bootstrap confidence interval of the macro F1 (mean per-label F1) with the tuned "
+                           f"thresholds: {_number(ci[0])} to {_number(ci[1])}.")
     baselines = report.get("baselines")
     if isinstance(baselines, dict) and baselines and all(isinstance(v, dict) for v in baselines.values()):
-        baselines = [{"name": name, **values} for name, values in baselines.items()]
+        # schema 1: {name: {"metrics_tuned": {...}, ...}}; each baseline's thresholds tuned like the model's
+        baselines = [{"name": name, **(values.get("metrics_tuned") or {})} for name, values in baselines.items()]
     if isinstance(baselines, list) and baselines and all(isinstance(b, dict) for b in baselines):
         keys = [key for key, _, _, _ in METRICS if any(key in b for b in baselines)]
         if keys:
             names = {key: name for key, name, _, _ in METRICS}
             results["baselines"] = _table(
-                ["Model"] + [names[key] for key in keys],
+                ["Baseline"] + [names[key] for key in keys],
                 [[b.get("name") or b.get("model") or "baseline"] + [b.get(key, "") for key in keys] for b in baselines],
             )
     per_label = report.get("per_label")
@@ -221,7 +219,8 @@ def _plots(report: dict, model_dir: Path) -> list[dict]:
     found = []
     for name, path in items:
         if isinstance(path, str) and (model_dir / path).is_file():  # only plots shipped next to the card
-            found.append({"title": str(name).replace("_", " "), "path": Path(path).as_posix()})
+            found.append({"title": PLOT_TITLES.get(str(name), str(name).replace("_", " ")),
+                          "path": Path(path).as_posix()})
     return found
 
 
@@ -265,10 +264,13 @@ def _protocol(report: dict, info: dict, is_goemotions: bool) -> list[str]:
     if selection.get("checkpoint_metric"):
         sentences.append(f"The checkpoint kept is the one with the best {selection['checkpoint_metric']} on the "
                          "validation split.")
-    if selection.get("threshold_split"):
+    threshold_split = selection.get("threshold_split") or ("validation" if report.get("val_tuned") else None)
+    if threshold_split:
         objective = selection.get("threshold_objective") or "F1"
-        sentences.append(f"One decision threshold per label was tuned on the {selection['threshold_split']} split "
-                         f"to maximise {objective}; the same thresholds are applied on the {split or 'test'} split.")
+        sentences.append(f"One decision threshold per label was tuned on the {threshold_split} split to maximise "
+                         f"{objective}; the same thresholds are applied on the {split or 'test'} split.")
+    if isinstance(report.get("mean_f1_ci95"), dict):
+        sentences.append("Confidence intervals are 95% percentile bootstrap intervals over the evaluated examples.")
     return sentences
 
 
@@ -382,10 +384,10 @@ def render_model_card(model_dir: str | Path, *, repo_id: str | None = None) -> s
     selection = info.get("selection") or {}
     trade_off = ("another balance of precision and recall needs other thresholds (edit `thresholds` in `config.json` "
                  "and `thresholds.json`).")
-    if selection.get("threshold_split"):
+    threshold_split = selection.get("threshold_split") or ("validation" if report.get("val_tuned") else None)
+    if threshold_split:
         objective = selection.get("threshold_objective") or "F1"
-        limitations.append(f"The thresholds were tuned for {objective} on the {selection['threshold_split']} split; "
-                           + trade_off)
+        limitations.append(f"The thresholds were tuned for {objective} on the {threshold_split} split; " + trade_off)
     else:
         limitations.append("Each label's threshold sets its balance of precision and recall; " + trade_off)
     limitations.append("Emotion labels are subjective: annotators often disagree, and a confident prediction is not a "

@@ -1,14 +1,16 @@
 """A fabricated emo_hf model folder for the publishing tests (card, export, push): NOT a trained model.
 
 The files have the layout and keys that emo_hf saves (config.json, thresholds.json, adapter files, head.safetensors,
-tokenizer file, code files, report.json, training_info.json, a chart), with small made-up weights. report.json's
-numbers are computed with scikit-learn from seeded random labels and scores, so they are consistent with each other
-(per-label rows, micro/macro averages, support) the way a real evaluation's are.
+tokenizer file, code files, report.json, training_info.json, a chart), with small made-up weights. report.json is
+written by the real emo_hf.evaluation.write_report from seeded random labels and scores, so it follows the real schema
+and its numbers are consistent with each other (per-label rows, averages, support) the way a real evaluation's are.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,49 +23,53 @@ PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                     "1f15c4890000000d49444154789c63000100000500010d0a2db40000000049454e44ae426082")
 
 
-def fake_report(labels: list[str], thresholds: list[float], n: int = 600, seed: int = 0) -> dict:
-    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
-
+def _fake_scores(labels: list[str], n: int, seed: int):
     rng = np.random.default_rng(seed)
     rates = np.linspace(0.01, 0.3, len(labels))  # some labels rare (small support), some frequent
     y_true = (rng.random((n, len(labels))) < rates).astype(int)
     scores = np.clip(0.55 * y_true + rng.normal(0.25, 0.2, y_true.shape), 0, 1)
+    baseline = np.clip(0.3 * y_true + rng.normal(0.3, 0.2, y_true.shape), 0, 1)
+    return y_true, scores, baseline
 
-    def metrics(y_pred):
-        return {
-            "subset_accuracy": float(accuracy_score(y_true, y_pred)),
-            "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
-            "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-            "macro_precision": float(precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0)[0]),
-            "macro_recall": float(precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0)[1]),
-        }
 
-    tuned_pred = (scores >= np.asarray(thresholds)).astype(int)
-    half_pred = (scores >= 0.5).astype(int)
-    precision, recall, f1, support = precision_recall_fscore_support(y_true, tuned_pred, zero_division=0)
-    f1_half = f1_score(y_true, half_pred, average=None, zero_division=0)
-    per_label = [
-        {"label": label, "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-         "f1_at_0.5": float(f1_half[i]), "support": int(support[i]), "threshold": float(thresholds[i])}
-        for i, label in enumerate(labels)
-    ]
-    return {
-        "split": "test",
-        "n_examples": n,
-        "labels": labels,
-        "thresholds": thresholds,
-        "metrics_at_0.5": metrics(half_pred),
-        "metrics_tuned": metrics(tuned_pred),
-        "mean_f1_ci95": [metrics(tuned_pred)["macro_f1"] - 0.02, metrics(tuned_pred)["macro_f1"] + 0.02],
-        "per_label": per_label,
-        "baselines": {"tfidf_logreg": metrics((scores >= 0.6).astype(int))},
-        "meta": {"seed": seed},
-        "plots": {"per_label_f1": "per_label_f1.png"},
-    }
+def fake_report(labels: list[str], thresholds: list[float], n: int = 600, seed: int = 0) -> dict:
+    """The report.json dict of emo_hf.evaluation.build_report on seeded random labels and scores (nothing written):
+    the real schema, made-up data, so the numbers mean nothing."""
+    from emo_hf.evaluation import build_report
+
+    y_true, scores, baseline = _fake_scores(labels, n, seed)
+    return build_report(label_names=labels, split="test", y_true=y_true, probs=scores, thresholds=thresholds,
+                        val_tuned=True, baselines={"tfidf_logreg": {"probs": baseline}},
+                        meta={"note": "fabricated test fixture"})
+
+
+def write_fake_report(folder: Path, labels: list[str], thresholds: list[float], n: int = 600, seed: int = 0) -> dict:
+    """Like fake_report, written into `folder` by emo_hf.evaluation.write_report (report.json, report.md, plots)."""
+    from emo_hf.evaluation import write_report
+
+    y_true, scores, baseline = _fake_scores(labels, n, seed)
+    return write_report(folder, label_names=labels, split="test", y_true=y_true, probs=scores, thresholds=thresholds,
+                        val_tuned=True, baselines={"tfidf_logreg": {"probs": baseline}},
+                        meta={"note": "fabricated test fixture"})
+
+
+_BUILT: dict[tuple[bool, bool, bool], Path] = {}
 
 
 def make_model_folder(folder: Path, *, report: bool = True, training_info: bool = True, lora: bool = True) -> Path:
-    """Write the fabricated model into `folder` (created) and return it."""
+    """Write the fabricated model into `folder` (created) and return it.
+
+    Built once per process and variant (the report's plots and bootstrap take seconds), then copied for each call.
+    """
+    key = (report, training_info, lora)
+    if key not in _BUILT:
+        _BUILT[key] = _build(Path(tempfile.mkdtemp(prefix="emo-fake-model-")) / "model", report=report,
+                             training_info=training_info, lora=lora)
+    shutil.copytree(_BUILT[key], folder, dirs_exist_ok=True)
+    return folder
+
+
+def _build(folder: Path, *, report: bool, training_info: bool, lora: bool) -> Path:
     from safetensors.numpy import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -97,8 +103,7 @@ def make_model_folder(folder: Path, *, report: bool = True, training_info: bool 
     (folder / "configuration.py").write_text("# EmoConfig (copied from emo_hf/configuration.py when saving)\n")
     (folder / "modeling.py").write_text("# EmoModelForMultiLabel (copied from emo_hf/modeling.py when saving)\n")
     if report:
-        (folder / "report.json").write_text(json.dumps(fake_report(LABELS, thresholds), indent=2))
-        (folder / "per_label_f1.png").write_bytes(PNG)
+        write_fake_report(folder, LABELS, thresholds)
     if training_info:
         before = {label: int(n) for label, n in zip(LABELS, rng.integers(80, 4000, len(LABELS)))}
         info = {

@@ -19,7 +19,8 @@ from emo_hf.export import check_model_folder, export_model, push_model
 
 EXPECTED = {"README.md", "config.json", "thresholds.json", "head.safetensors", "adapter_config.json",
             "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json", "configuration.py", "modeling.py",
-            "report.json", "training_info.json", "per_label_f1.png", "label_balance.png"}
+            "report.json", "report.md", "training_info.json", "per_label_f1.png", "label_counts.png",
+            "label_balance.png"}
 
 
 @pytest.fixture
