@@ -12,27 +12,22 @@ __version__ = "0.1.0"
 __all__ = ["DEFAULT_LABELS", "GOEMOTIONS_LABELS", "resolve_labels", "EmoConfig", "EmoModelForMultiLabel",
            "register_auto_classes"]
 
-_registered = False
+def _initializing(name: str) -> bool:
+    module = sys.modules.get(name)
+    return module is not None and getattr(getattr(module, "__spec__", None), "_initializing", False)
 
 
 def register_auto_classes() -> None:
     """Register EmoConfig / EmoModelForMultiLabel with AutoConfig / AutoModel (idempotent).
 
-    Runs by itself as soon as transformers is imported (or at once if it already is), so that
-    `AutoModel.from_pretrained(folder)` works after `import emo_hf` without trust_remote_code, while
-    `import emo_hf` alone (the CLI) stays free of the slow torch/transformers import.
+    emo_hf.configuration and emo_hf.modeling register themselves when imported; this imports them. It runs by itself
+    as soon as transformers is imported (or at once if it already is), so `AutoModel.from_pretrained(folder)` works
+    after `import emo_hf` without trust_remote_code, while `import emo_hf` alone (the CLI) stays free of the slow
+    torch/transformers import.
     """
-    global _registered
-    if _registered:
-        return
-    _registered = True
-    from transformers import AutoConfig, AutoModel
-
-    from .configuration import EmoConfig
-    from .modeling import EmoModelForMultiLabel
-
-    AutoConfig.register(EmoConfig.model_type, EmoConfig, exist_ok=True)
-    AutoModel.register(EmoConfig, EmoModelForMultiLabel, exist_ok=True)
+    if _initializing("emo_hf.configuration") or _initializing("emo_hf.modeling"):
+        return  # transformers is being imported by one of them: it registers itself when it finishes
+    importlib.import_module("emo_hf.modeling")  # imports emo_hf.configuration too
 
 
 class _RegisterAfterTransformersImport:

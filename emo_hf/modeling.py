@@ -687,3 +687,11 @@ class EmoModelForMultiLabel(PreTrainedModel):
         if self.projection is not None:
             self.projection.load_state_dict({k.removeprefix("projection."): v for k, v in state.items()
                                              if k.startswith("projection.")})
+
+
+if __name__ == "emo_hf.modeling":
+    # Inside the emo_hf package (not in a trust_remote_code copy): `AutoModel.from_pretrained(folder)` finds this class.
+    from transformers import AutoConfig as _AutoConfig
+
+    _AutoConfig.register(EmoConfig.model_type, EmoConfig, exist_ok=True)
+    AutoModel.register(EmoConfig, EmoModelForMultiLabel, exist_ok=True)

@@ -105,3 +105,22 @@ def test_every_field_has_help_text():
     assert all(len(text) > 20 for text in FIELD_HELP.values())
     for name in fields:
         assert f"{name}:" in EmoConfig.__doc__
+
+
+def test_import_emo_hf_is_light_and_registers_when_transformers_loads():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import sys, emo_hf\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'import emo_hf must stay light'\n"
+        "from transformers import AutoConfig\n"
+        "from transformers.models.auto.modeling_auto import MODEL_MAPPING\n"
+        "config = AutoConfig.for_model('emo_multilabel', labels=['joy'])\n"
+        "print(type(config).__module__, MODEL_MAPPING[type(config)].__name__)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["emo_hf.configuration", "EmoModelForMultiLabel"]

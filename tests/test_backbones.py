@@ -1,0 +1,74 @@
+"""load_for_training on CPU: LoRA settings, targets per backbone type, trainable parts, no GPU packages needed."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from emo_hf.backbones import LoraSettings, count_parameters, load_for_training  # noqa: E402
+
+LABELS = ["joy", "anger"]
+
+
+def test_lora_settings_defaults_are_the_issue_ones():
+    settings = LoraSettings()
+    assert (settings.r, settings.lora_alpha, settings.lora_dropout, settings.bias) == (16, 32, 0.0, "none")
+    assert settings.resolved("mistral")["target_modules"] == [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert settings.resolved("bert")["target_modules"] == ["query", "key", "value", "dense"]
+    assert LoraSettings(target_modules=("q_proj",)).resolved("mistral")["target_modules"] == ["q_proj"]
+
+
+@pytest.mark.parametrize("lora, quoted", [({"r": 0}, "r=0"), ({"lora_dropout": 1.5}, "1.5"), ({"bias": "x"}, "'x'"),
+                                          ({"rank": 8}, "'rank'"), ("r16", "'r16'"),
+                                          ({"target_modules": "q_proj"}, "'q_proj'")])
+def test_bad_lora_settings_raise_with_the_value(lora, quoted):
+    with pytest.raises(ValueError) as error:
+        LoraSettings.coerce(lora)
+    assert quoted in str(error.value)
+
+
+def test_cpu_path_applies_peft_lora_and_prints_counts(tiny_mistral_dir, capsys):
+    model = load_for_training(tiny_mistral_dir, labels=LABELS, lora={"r": 2, "lora_alpha": 4, "target_modules":
+                                                                     ["q_proj", "v_proj"]}, max_length=32)
+    printed = capsys.readouterr().out
+    trainable, total = count_parameters(model)
+    assert f"trainable parameters {trainable:,} of {total:,}" in printed and "CPU + peft LoRA" in printed
+    assert model.config.lora == {"r": 2, "lora_alpha": 4, "lora_dropout": 0.0, "bias": "none",
+                                 "target_modules": ["q_proj", "v_proj"]}
+    lora_layers = {name.rsplit(".lora_", 1)[0] for name, _ in model.named_parameters() if ".lora_A." in name}
+    assert lora_layers == {f"backbone.layers.{i}.self_attn.{p}" for i in range(2) for p in ("q_proj", "v_proj")}
+    assert model.training and model.config.max_length == 32 and model.config.load_in_4bit is False
+    assert model.tokenizer is not None and model.tokenizer.pad_token == "<pad>"
+    assert next(model.parameters()).dtype == torch.float32
+    # Neither GPU stack is needed (nor imported) on CPU.
+    assert "unsloth" not in sys.modules and "bitsandbytes" not in sys.modules
+
+
+def test_config_kwargs_reach_the_config(tiny_mistral_dir):
+    model = load_for_training(tiny_mistral_dir, labels=LABELS, input_mode="embedding", focal_gamma=0.0,
+                              focal_alpha=[0.3, 0.7], classifier_dropout=0.0, num_soft_tokens=2, encoder_dim=12,
+                              projection_hidden_size=8)
+    config = model.config
+    assert (config.focal_gamma, config.focal_alpha, config.num_soft_tokens, config.encoder_dim) == (
+        0.0, [0.3, 0.7], 2, 12)
+    assert model.projection[0].in_features == 12 and model.projection[2].out_features == 2 * 32
+    assert all(p.requires_grad for p in model.projection.parameters())
+
+
+def test_no_lora_trains_the_whole_backbone(tiny_mistral_dir):
+    model = load_for_training(tiny_mistral_dir, labels=LABELS, lora=None)
+    assert model.config.lora is None and not model.has_lora
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_gpu_only_options_fail_clearly_on_cpu(tiny_mistral_dir):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match="load_in_4bit=True needs a CUDA GPU"):
+        load_for_training(tiny_mistral_dir, labels=LABELS, load_in_4bit=True)
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        load_for_training(tiny_mistral_dir, labels=LABELS, device="cuda")
