@@ -189,9 +189,10 @@ class TokenCounter:
 class SerializedModel:
     """The model with `predict` running one call at a time (everything else passes through).
 
-    Gradio runs events in worker threads. `EmoModelForMultiLabel.tokenize` calls its fast tokenizer with
-    `truncation=False` then `truncation=True`; two threads doing that at once make the Rust tokenizer raise
-    "Already borrowed". On a CPU Space one forward pass already uses every core, so serializing costs little, and
+    Gradio runs events in worker threads, and a fast (Rust) tokenizer shared between threads that reset its
+    truncation settings on every call can raise "RuntimeError: Already borrowed" (huggingface/tokenizers#537,
+    huggingface/transformers#47085); `EmoModelForMultiLabel.tokenize` calls it with `truncation=False` then
+    `truncation=True`. On a CPU Space one forward pass already uses every core, so serializing costs little, and
     the batch tab calls `predict` per chunk so single texts still get a turn between chunks.
     """
 
