@@ -73,19 +73,22 @@ def start_app(model: str, port: int, timeout_s: float = 180.0) -> subprocess.Pop
     """`python space/app.py` serving `model` on 127.0.0.1:`port`; returns once it answers HTTP."""
     env = dict(os.environ, EMO_HF_MODEL=model, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
                GRADIO_ANALYTICS_ENABLED="False")
+    # Its output goes to a file, not a pipe nobody reads (a full pipe would stall the app mid-test).
+    log = tempfile.NamedTemporaryFile("w+", prefix="emo_hf_space_", suffix=".log", delete=False)
     process = subprocess.Popen([sys.executable, str(REPO_ROOT / "space" / "app.py")], env=env,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"space/app.py exited with {process.returncode}: {process.stderr.read()[-2000:]}")
+            raise RuntimeError(f"space/app.py exited with {process.returncode}: "
+                               f"{Path(log.name).read_text()[-2000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return process
         except OSError:
             time.sleep(0.5)
     process.kill()
-    raise TimeoutError(f"space/app.py did not answer on port {port} within {timeout_s:.0f} s")
+    raise TimeoutError(f"space/app.py did not answer on port {port} within {timeout_s:.0f} s; log: {log.name}")
 
 
 def run_load(url: str, requests: int = 200, concurrency: int = 8, threshold_shift: float = 0.0) -> dict:
