@@ -37,7 +37,9 @@ from .balancing import METHODS, balance as balance_rows
 from .card import data_file, write_dataset_card
 from .embedding import DEFAULT_ENCODER, embed_texts
 from .leakage import check_no_leakage, cross_split_duplicate_texts
-from .loading import GOEMOTIONS_FILES, GOEMOTIONS_HUB_ID, SPLITS, label_names, load_goemotions, load_user_data
+from .loading import (
+    GOEMOTIONS_FILES, GOEMOTIONS_HUB_ID, SPLITS, column_values, label_matrix, label_names, load_goemotions, load_user_data,
+)
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict, Features
@@ -177,11 +179,11 @@ def build_dataset(
         raise ValueError(f"The source has no {missing} split(s); it needs train, validation and test.")
     names = label_names(dataset)
     check_no_leakage({split: dataset[split] for split in SPLITS})
-    duplicates = cross_split_duplicate_texts({split: dataset[split]["text"] for split in SPLITS})
+    texts = {split: column_values(dataset[split], "text") for split in SPLITS}
+    duplicates = cross_split_duplicate_texts(texts)
     lap("load")
 
     # Embed every split once (validation/test embeddings ship in the balanced config); the cache makes rebuilds cheap.
-    texts = {split: dataset[split]["text"] for split in SPLITS}
     everything = [t for split in SPLITS for t in texts[split]]
     vectors = embed_texts(everything, encoder=encoder, cache_dir=cache_dir, show_progress=show_progress)  # [N, dim]
     offsets = np.cumsum([0] + [len(texts[s]) for s in SPLITS])
@@ -190,7 +192,7 @@ def build_dataset(
     lap("embed")
 
     train = dataset["train"]
-    train_labels = np.asarray(train.with_format("numpy")["labels"], dtype=np.float32)  # [n_train, n_labels]
+    train_labels = label_matrix(train)  # [n_train, n_labels]
     result = balance_rows(
         embeddings["train"], train_labels, method=balance, target_per_label=target_per_label,
         keep_no_emotion=keep_no_emotion, k_neighbors=k_neighbors, expansion=expansion, seed=seed,
@@ -199,7 +201,7 @@ def build_dataset(
     lap("balance")
 
     features = balanced_features(names, dim)
-    train_ids, train_texts = train["id"], texts["train"]
+    train_ids, train_texts = column_values(train, "id"), texts["train"]
     n_real = int((~result.is_synthetic).sum())
     ids, row_texts, seed_ids, neighbor_ids = [], [], [], []
     for row in range(len(result.is_synthetic)):
@@ -221,10 +223,10 @@ def build_dataset(
                                  seed_ids, neighbor_ids, features)
     }
     for split in ("validation", "test"):
-        split_labels = np.asarray(dataset[split].with_format("numpy")["labels"], dtype=np.float32)
+        split_labels = label_matrix(dataset[split])
         n = len(split_labels)
         balanced[split] = _balanced_table(
-            dataset[split]["id"], texts[split], split_labels, embeddings[split], np.zeros(n, bool),
+            column_values(dataset[split], "id"), texts[split], split_labels, embeddings[split], np.zeros(n, bool),
             [None] * n, [None] * n, features,
         )
     # The guard: refuse to write if ids collide across splits or a synthetic row comes from outside train.
@@ -250,8 +252,8 @@ def build_dataset(
         "counts": {
             "train_before": {n: int(v) for n, v in zip(names, result.counts_before)},
             "train_after": {n: int(v) for n, v in zip(names, result.counts_after)},
-            "validation": count(dataset["validation"]["labels"]),
-            "test": count(dataset["test"]["labels"]),
+            "validation": count(label_matrix(dataset["validation"])),
+            "test": count(label_matrix(dataset["test"])),
         },
         "duplicates": duplicates,
         "files": {config: {split: data_file(config, split) for split in SPLITS} for config in ("raw", "balanced")},

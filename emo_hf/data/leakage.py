@@ -26,7 +26,9 @@ def _column(split: Any, name: str) -> list:
     if isinstance(split, Mapping):
         return list(split.get(name, []) or [])
     if name in getattr(split, "column_names", []):
-        return list(split[name])
+        from .loading import column_values
+
+        return column_values(split, name)
     return []
 
 
