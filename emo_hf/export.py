@@ -161,6 +161,10 @@ def export_model(model_dir: str | Path, out: str | Path, *, repo_id: str | None 
         logger.warning("The backbone is loaded from the local path %r, which only exists on this machine: the "
                        "exported model loads elsewhere only with from_pretrained(..., backbone_name_or_path=...).",
                        backbone)
+    encoder = config.get("encoder_name")
+    if config.get("input_mode") == "embedding" and encoder and not _is_hub_id(encoder):
+        logger.warning("The sentence encoder is the local path %r: predict() elsewhere needs the same encoder "
+                       "(set encoder_name in config.json to its Hub id).", encoder)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-emo-export-{out.name}-", dir=out.parent))
     try:
@@ -225,6 +229,12 @@ def push_model(
             "backbone anywhere else. Train from a Hub id (e.g. --backbone sentence-transformers/all-MiniLM-L6-v2; "
             "emo_hf maps known ids to offline copies) or set backbone_name_or_path in config.json to the Hub id of "
             "the same model")
+    encoder = config.get("encoder_name")
+    if config.get("input_mode") == "embedding" and not _is_hub_id(encoder):
+        raise ValueError(
+            f"the model embeds texts with the sentence encoder {encoder!r}, which is not a Hub id, so the pushed model "
+            "could not embed texts anywhere else. Set encoder_name in config.json to the encoder's Hub id (e.g. "
+            "sentence-transformers/all-MiniLM-L6-v2) or train with one")
     with tempfile.TemporaryDirectory(prefix=".tmp-emo-push-") as temporary:
         folder = export_model(model_dir, Path(temporary) / repo_id.split("/")[-1], repo_id=repo_id)
         return upload_folder(folder, repo_id, repo_type="model", private=private, revision=revision,

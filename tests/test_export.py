@@ -158,8 +158,13 @@ def test_push_refuses_before_any_request(hub, model_dir: Path, tmp_path: Path, m
     # A backbone that only exists on this machine could not be loaded from the Hub.
     local = make_model_folder(tmp_path / "local", training_info=False)
     edit_config(local, backbone_name_or_path=str(tmp_path))
-    with pytest.raises(ValueError, match="not a Hub id"):
+    with pytest.raises(ValueError, match="backbone_name_or_path .* is not a Hub id"):
         push_model(local, "my-org/emo-minilm")
+    # Same for the sentence encoder of an embedding-mode model.
+    embedding = make_model_folder(tmp_path / "embedding", training_info=False)
+    edit_config(embedding, input_mode="embedding", encoder_name=str(tmp_path))
+    with pytest.raises(ValueError, match="sentence encoder .* is not a Hub id"):
+        push_model(embedding, "my-org/emo-minilm")
     # No token: exit code 2 and the fix, not a traceback.
     monkeypatch.delenv("HF_TOKEN")
     assert main(["push", str(model_dir), "--repo-id", "my-org/emo-minilm"]) == 2
