@@ -84,9 +84,10 @@ def tfidf_logreg_baseline(
         name: hstack([word.transform(list(split)), char.transform(list(split))]).tocsr()
         for name, split in eval_texts_by_split.items()
     }
-    # liblinear: exact and fast for sparse, high-dimensional binary problems
+    # liblinear, dual formulation: same L2 optimum, ~10x faster than the primal when features outnumber examples
     return _one_vs_rest(train_features, y, features_by_split,
-                        lambda: LogisticRegression(C=C, solver="liblinear", class_weight=class_weight, max_iter=1000))
+                        lambda: LogisticRegression(C=C, solver="liblinear", dual=True, class_weight=class_weight,
+                                                   max_iter=1000))
 
 
 def embedding_logreg_baseline(
