@@ -61,7 +61,7 @@ def space_model_dir(tiny_mistral_dir, tmp_path_factory):
     torch.manual_seed(0)
     model = EmoModelForMultiLabel.from_backbone(tiny_mistral_dir, labels=LABELS, max_length=12)
     with torch.no_grad():  # a head with some spread, so probabilities and detections differ between labels/texts
-        model.score.weight.normal_(0, 1.0)
+        model.score.weight.normal_(0, 0.5)
     thresholds = [round(0.3 + 0.03 * i, 2) for i in range(len(LABELS))]
     model.set_thresholds(thresholds)
     folder = tmp_path_factory.mktemp("space-model") / "model"
