@@ -166,6 +166,10 @@ def load_for_training(
         path = "bitsandbytes 4-bit + peft" if load_in_4bit else ("GPU full precision" if on_gpu else "CPU") + (
             " + peft LoRA" if settings is not None else " (no LoRA)")
 
+    # Right padding: Unsloth ignores the attention mask while training, which is harmless only when the pads come
+    # after the text (causal attention never looks ahead); last-token pooling handles either side.
+    if model.tokenizer is not None:
+        model.tokenizer.padding_side = "right"
     # The head and projection are plain float32 layers outside the backbone: never quantised, always trained.
     model.score.requires_grad_(True)
     if model.projection is not None:
@@ -198,7 +202,7 @@ def _load_with_unsloth(backbone: str, settings: LoraSettings, max_length: int, l
     peft_model = FastLanguageModel.get_peft_model(
         causal_lm, r=lora_dict["r"], lora_alpha=lora_dict["lora_alpha"], lora_dropout=lora_dict["lora_dropout"],
         bias=lora_dict["bias"], target_modules=lora_dict["target_modules"], use_gradient_checkpointing="unsloth",
-        random_state=UNSLOTH_RANDOM_STATE, max_seq_length=max_length)
+        random_state=UNSLOTH_RANDOM_STATE)
     decoder = text_backbone(peft_model.base_model.model.model)  # the MistralModel: last_hidden_state after the norm
     tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor (multimodal) holds the tokenizer
     model = EmoModelForMultiLabel.from_loaded_backbone(decoder, tokenizer, backbone, lora=lora_dict, **common)

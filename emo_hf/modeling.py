@@ -270,6 +270,13 @@ class EmoModelForMultiLabel(PreTrainedModel):
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.backbone.set_input_embeddings(value)
 
+    def _mark_if_quantized(self) -> None:
+        # Tells transformers' Trainer not to `.to()` the model (it is placed already; bitsandbytes weights stay put).
+        if _is_4bit(self.backbone):
+            from transformers.utils.quantization_config import QuantizationMethod
+
+            self.quantization_method = QuantizationMethod.BITS_AND_BYTES
+
     @property
     def has_lora(self) -> bool:
         return any("lora_" in name for name, _ in self.backbone.named_parameters())
@@ -465,6 +472,7 @@ class EmoModelForMultiLabel(PreTrainedModel):
                            **config_kwargs)
         model = cls(config, backbone=base)
         model.tokenizer = tokenizer
+        model._mark_if_quantized()
         device = next(base.parameters()).device
         if device.type != "cpu":  # the head follows the backbone, in float32
             model.score.to(device)
@@ -616,6 +624,7 @@ class EmoModelForMultiLabel(PreTrainedModel):
         model._load_head(folder)
         if (folder / "tokenizer_config.json").is_file():
             model.tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(str(folder)))
+        model._mark_if_quantized()
         if want_4bit:
             device = next(model.backbone.parameters()).device
             model.score.to(device)
