@@ -312,3 +312,26 @@ def test_emo_hf_data_build_on_real_goemotions(tmp_path):
     assert balanced["train"]["rows"] == info["no_emotion"]["after"] + (43410 - info["no_emotion"]["before"]) + info["synthetic_rows"]
     assert info["duplicates"]["train/test"]["count_normalized"] == 37
     assert info["duplicates"]["train/validation"]["count_normalized"] == 46
+
+
+def test_cli_build_from_a_user_csv_without_splits(embed_cache, tmp_path, monkeypatch, capsys):
+    from emo_hf.cli import main
+
+    rng = np.random.default_rng(1)
+    lines = ["text,feelings"]
+    for i in range(60):
+        names = [n for n in ("joy", "anger") if rng.random() < 0.4]
+        lines.append(f'"message {i}: {" ".join(rng.choice(WORDS, size=4))}","{",".join(names)}"')
+    lines.append(lines[1])  # an identical text: must stay in one split
+    (tmp_path / "mine.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setattr(embedding_module, "default_cache_dir", lambda: embed_cache)
+    code = main(["data", "build", "--source", str(tmp_path / "mine.csv"), "--out", str(tmp_path / "out"),
+                 "--label-column", "feelings", "--labels", "joy,anger", "--target-per-label", "25", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    info = json.loads((tmp_path / "out" / "build_info.json").read_text())
+    assert info["labels"] == ["joy", "anger"] and sum(info["rows"]["raw"].values()) == 61
+    assert all(v >= 25 for v in info["counts"]["train_after"].values())
+    assert info["source_kind"] == "user"
+    code = main(["data", "build", "--source", str(tmp_path / "mine.csv"), "--out", str(tmp_path / "out2"),
+                 "--label-column", "feelings", "--labels", "default"])
+    assert code == 2 and "do not occur in the file" in capsys.readouterr().err

@@ -257,3 +257,38 @@ def test_real_goemotions_cross_split_duplicates(goemotions):
     assert (found["train/validation"]["count"], found["train/validation"]["count_normalized"]) == (41, 46)
     assert (found["train/test"]["count"], found["train/test"]["count_normalized"]) == (32, 37)
     assert "Bless you." in found["train/test"]["examples"]
+
+
+def test_hub_code_path_gives_the_same_rows_as_the_folder(tmp_path, monkeypatch):
+    """The Hub can't be reached here: datasets.load_dataset is replaced by a stand-in returning what the Hub's
+    go_emotions `simplified` config holds (text, labels = List(ClassLabel(28 names)), id); the rest is the real path."""
+    import datasets
+    from datasets import ClassLabel, DatasetDict, Features, List, Value
+
+    folder = write_goemotions(tmp_path / "go")
+    local = load_goemotions(folder)
+    features = Features({"text": Value("string"), "labels": List(ClassLabel(names=NAMES)), "id": Value("string")})
+    hub_splits = {
+        "train": {"text": ["I am so scared", 'He said "wow", then left', "ok then"], "labels": [[14], [26, 18], [27]], "id": ["t1", "t2", "t3"]},
+        "validation": {"text": ["what a joy"], "labels": [[17]], "id": ["d1"]},
+        "test": {"text": ["ugh, gross"], "labels": [[11, 27]], "id": ["x1"]},
+    }
+    calls = []
+
+    def hub_stand_in(path, name=None, **kwargs):
+        calls.append((path, name))
+        return DatasetDict({s: Dataset.from_dict(rows, features=features) for s, rows in hub_splits.items()})
+
+    monkeypatch.setattr(datasets, "load_dataset", hub_stand_in)
+    hub = load_goemotions("google-research-datasets/go_emotions")
+    assert calls == [("google-research-datasets/go_emotions", "simplified")]
+    for split in ("train", "validation", "test"):
+        assert hub[split].to_dict() == local[split].to_dict()
+        assert hub[split].features == local[split].features
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no route to huggingface.co")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(RuntimeError, match=r"Could not load 'google-research-datasets/go_emotions'.*--source ../shared/goemotions"):
+        load_goemotions("google-research-datasets/go_emotions")

@@ -58,6 +58,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
     build.add_argument("--k-neighbors", type=int, default=5, help="neighbours per seed for smote/ismote (default: %(default)s)")
     build.add_argument("--expansion", type=float, default=0.5, help="ISMOTE expansion α: points reach α·distance beyond seed and neighbour (default: %(default)s)")
+    build.add_argument("--text-column", default=None, help="your file: the text column (default: text)")
+    build.add_argument(
+        "--label-column",
+        default=None,
+        help="your file: a column of label-name lists, or comma-separated 0/1 columns, one per label "
+        "(default: the --labels columns when they exist, else a 'labels' column)",
+    )
+    build.add_argument("--split-column", default=None, help="your file: column holding train/validation/test (default: make seeded stratified splits)")
     build.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="upload the finished folder as a Hub dataset repo")
     build.add_argument("--public", action="store_true", help="with --push-to-hub: make the repo public (default: private)")
     build.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -69,6 +77,14 @@ def run(args: argparse.Namespace) -> int:
 
     source = args.source or os.environ.get(GOEMOTIONS_ENV) or HUB_ID
     command = "emo-hf " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["data"] else None
+    user_data = {}
+    if args.text_column:
+        user_data["text_column"] = args.text_column
+    if args.label_column:
+        columns = [c.strip() for c in args.label_column.split(",") if c.strip()]
+        user_data["label_column"] = columns[0] if len(columns) == 1 and "," not in args.label_column else columns
+    if args.split_column:
+        user_data["split_column"] = args.split_column
     info = build_dataset(
         source,
         args.out,
@@ -84,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         expansion=args.expansion,
         show_progress=not args.no_progress,
         command=command,
+        user_data=user_data or None,
     )
     print(format_summary(info))
     return 0

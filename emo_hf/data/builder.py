@@ -99,7 +99,9 @@ def _balanced_table(
     return Dataset(InMemoryTable(table.cast(features.arrow_schema)), info=DatasetInfo(features=features))
 
 
-def _load_source(source: Any, labels: Sequence[str] | str | None, seed: int) -> tuple[DatasetDict, str, str]:
+def _load_source(
+    source: Any, labels: Sequence[str] | str | None, seed: int, user_data: dict[str, Any] | None = None
+) -> tuple[DatasetDict, str, str]:
     """-> (DatasetDict, source kind, description). `source`: GoEmotions folder, Hub id, user file or DatasetDict."""
     from datasets import DatasetDict
 
@@ -114,7 +116,7 @@ def _load_source(source: Any, labels: Sequence[str] | str | None, seed: int) -> 
             f"a CSV/JSONL/parquet file, or the Hub id {GOEMOTIONS_HUB_ID!r}."
         )
     if path.is_file():
-        return load_user_data(path, labels=labels, seed=seed), "user", f"the file `{path.name}`"
+        return load_user_data(path, labels=labels, seed=seed, **(user_data or {})), "user", f"the file `{path.name}`"
     if str(source) == GOEMOTIONS_HUB_ID or ("/" in str(source) and not str(source).startswith((".", "/", "~"))):
         return load_goemotions(str(source), labels), "goemotions", f"the Hub dataset `{source}` (config simplified)"
     raise FileNotFoundError(
@@ -154,12 +156,17 @@ def build_dataset(
     cache_dir: str | Path | None = None,
     show_progress: bool = True,
     command: str | None = None,
+    user_data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the `raw` + `balanced` dataset folder at `out` and return the summary (also saved as build_info.json).
 
     `source`: a GoEmotions TSV folder, the Hub id `google-research-datasets/go_emotions`, a CSV/JSONL/parquet file
     (see `load_user_data`; splits are made when it has none) or a `DatasetDict` from `load_user_data(...)`.
     `balance`: ismote | smote | random | none. `push_to_hub`: a dataset repo id to upload the finished folder to.
+    `user_data`: extra arguments for `load_user_data` when `source` is a file (text_column, label_column,
+    split_column, id_column).
+
+        >>> build_dataset("mine.csv", "runs/mine", labels=["joy", "anger"], user_data={"label_column": "emotions"})
     """
     if balance not in METHODS:
         raise ValueError(f"--balance {balance!r} is not one of {', '.join(METHODS)}; e.g. --balance ismote.")
@@ -173,7 +180,7 @@ def build_dataset(
         clock = now
 
     out = Path(out).expanduser().absolute()
-    dataset, source_kind, source_description = _load_source(source, labels, seed)
+    dataset, source_kind, source_description = _load_source(source, labels, seed, user_data)
     missing = [s for s in SPLITS if s not in dataset]
     if missing:
         raise ValueError(f"The source has no {missing} split(s); it needs train, validation and test.")

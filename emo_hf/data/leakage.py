@@ -13,7 +13,7 @@ and reported, not dropped: dropping them would change the official split everyon
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from itertools import combinations
 from typing import Any
 

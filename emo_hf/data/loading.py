@@ -207,7 +207,14 @@ def load_goemotions(source: str | Path = GOEMOTIONS_HUB_ID, labels: Sequence[str
     # The Hub path (needs network or a populated HF cache): same rows, converted by the same function.
     from datasets import load_dataset
 
-    hub = load_dataset(str(source), GOEMOTIONS_HUB_CONFIG)
+    try:
+        hub = load_dataset(str(source), GOEMOTIONS_HUB_CONFIG)
+    except Exception as error:  # network, auth, missing repo: one actionable message
+        raise RuntimeError(
+            f"Could not load {str(source)!r} (config {GOEMOTIONS_HUB_CONFIG!r}) from the Hugging Face Hub: "
+            f"{type(error).__name__}: {error}. Without Hub access pass the folder with the official TSV files, e.g. "
+            f"--source ../shared/goemotions, or set EMO_HF_GOEMOTIONS to it."
+        ) from error
     source_names = list(hub["train"].features["labels"].feature.names) if hasattr(
         hub["train"].features["labels"], "feature") else list(GOEMOTIONS_LABELS)
     return DatasetDict({split: from_id_rows(hub[split], source_names, labels, where=f"{source}[{split}]") for split in SPLITS})
@@ -271,6 +278,14 @@ def _parse_name_list(value, row: int, path: Path) -> list[str]:
         except json.JSONDecodeError:
             raise ValueError(f"{path}: row {row}: label list {value!r} is not valid JSON; write e.g. [\"joy\", \"anger\"].") from None
     return [v.strip() for v in value.replace(";", ",").split(",") if v.strip()]
+
+
+def _checked(chosen: list[str], valid: list[str], path: Path) -> list[str]:
+    """resolve_labels returns named sets ("default", "goemotions") unchecked: check them against the file's labels."""
+    unknown = [name for name in chosen if name not in valid]
+    if unknown:
+        raise ValueError(f"{path}: label(s) {unknown} do not occur in the file; valid names are: {', '.join(valid)}.")
+    return chosen
 
 
 def _flag(value, row: int, column: str, path: Path) -> float:
@@ -372,7 +387,7 @@ def load_user_data(
         need(label_column, "label")
         name_lists = [_parse_name_list(v, row, path) for row, v in enumerate(frame[label_column].tolist())]
         found = sorted({name for names in name_lists for name in names})
-        chosen = resolve_labels(labels, valid=found) if labels is not None else found
+        chosen = _checked(resolve_labels(labels, valid=found), found, path) if labels is not None else found
         if not chosen:
             raise ValueError(f"{path}: column {label_column!r} holds no label names.")
         position = {name: i for i, name in enumerate(chosen)}
@@ -383,7 +398,7 @@ def load_user_data(
         missing = [c for c in label_columns if c not in columns]
         if missing:
             raise ValueError(f"{path}: label column(s) {missing} not found; columns are {columns}.")
-        chosen = resolve_labels(labels, valid=label_columns) if labels is not None else label_columns
+        chosen = _checked(resolve_labels(labels, valid=label_columns), label_columns, path) if labels is not None else label_columns
         positives = []
         flags = {c: [_flag(v, row, c, path) for row, v in enumerate(frame[c].tolist())] for c in chosen}
         for row in range(len(frame)):
