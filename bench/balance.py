@@ -37,7 +37,6 @@ def main() -> int:
     parser.add_argument("--write-docs", action="store_true", help="write the results into docs/benchmarks.md")
     args = parser.parse_args()
 
-    import numpy as np
 
     from emo_hf.data.balancing import balance
     from emo_hf.data.embedding import DEFAULT_ENCODER, embed_texts, load_encoder

@@ -44,14 +44,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_TARGET_PER_LABEL,
         help="oversample each label to at least this many train positives (default: %(default)s, about the median of the "
         "15 default GoEmotions labels (joy 1,452): the 8 rarer ones (fear 596, disgust 793, excitement 853, ...) are "
-        "lifted, fear at most 2.5x, so synthetic rows stay a minority of each label and the frequent ones are untouched)",
+        "lifted, fear the most (2.5x, so 60%% of its positives are synthetic); the frequent ones only gain rows through "
+        "seeds they share with rare ones. Higher targets make the rare labels mostly synthetic)",
     )
     build.add_argument(
         "--keep-no-emotion",
         type=float,
         default=DEFAULT_KEEP_NO_EMOTION,
         help="fraction of no-emotion train rows to keep (default: %(default)s; with the 15 defaults 21,363 of 43,410 "
-        "GoEmotions train rows carry none of them: keeping half makes them about a third of train instead of half, "
+        "GoEmotions train rows carry none of them: keeping half makes them 30%% of the balanced train split instead of 49%%, "
         "while leaving thousands of negatives so the model still learns to predict nothing)",
     )
     build.add_argument("--encoder", default=DEFAULT_ENCODER, help="sentence encoder (Hub id or local folder) for the embedding space (default: %(default)s)")
