@@ -3,6 +3,7 @@
     python bench/space_load.py --model runs/default/model                 # starts space/app.py on a free port
     python bench/space_load.py --url http://127.0.0.1:7860/               # an app you already started locally
     python bench/space_load.py --tiny-random                              # a tiny random model (no training needed)
+    python bench/space_load.py --model runs/default/model --write-docs    # + 50 single-user calls, into docs/
 
 Prints one JSON object: requests, concurrency, errors (with the first messages), latency p50/p95/max in seconds
 (from the client's call to its answer, queueing included) and throughput. Each of the C worker threads has its own
@@ -138,6 +139,62 @@ def run_load(url: str, requests: int = 200, concurrency: int = 8, threshold_shif
     }
 
 
+SECTION = "## Space: load test"
+
+
+def machine() -> str:
+    import platform
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "unknown CPU") \
+        if Path("/proc/cpuinfo").exists() else platform.processor()
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def docs_section(command: str, model_note: str, runs: list[dict], load: tuple[float, float]) -> str:
+    """The "Space: load test" section of docs/benchmarks.md for these runs."""
+    import gradio
+    import torch
+
+    rows = "\n".join(
+        f"| {r['requests']} | {r['concurrency']} | {r['errors']} | {r['p50_s']:.3f} | {r['p95_s']:.3f} | "
+        f"{r['max_s']:.3f} | {r['requests_per_s']:.1f} |" for r in runs)
+    return f"""{SECTION}
+
+Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} on the {"GPU" if torch.cuda.is_available() else "CPU"} \
+machine ({machine()}), gradio {gradio.__version__},
+torch {torch.__version__} (1-min load average {load[0]:.1f} before, {load[1]:.1f} after; above the core count
+means other jobs shared the cores and the latencies are pessimistic). Command: `{command}`.
+
+The script starts `python space/app.py` on a free port of 127.0.0.1 (the Space's own entry point, the model loaded
+from `EMO_HF_MODEL`) and sends `/predict` calls through `gradio_client`, one `Client` per worker thread; latency is
+from the call to its answer, queueing included, and every answer is checked (all labels, probabilities in [0, 1]).
+The app runs with its defaults: gradio queue, 2 events at a time (`EMO_HF_SPACE_CONCURRENCY`), `predict` serialized.
+The last row is one user alone, for reference.
+
+{model_note}
+
+| requests | concurrency | errors | p50 (s) | p95 (s) | max (s) | throughput (req/s) |
+|---|---|---|---|---|---|---|
+{rows}
+"""
+
+
+def write_docs(section: str, docs: Path = REPO_ROOT / "docs" / "benchmarks.md") -> None:
+    """Replace (or append) this benchmark's section of docs/benchmarks.md, keeping every other section."""
+    current = docs.read_text(encoding="utf-8") if docs.exists() else "# Benchmarks\n"
+    if SECTION in current:
+        head, rest = current.split(SECTION, 1)
+        tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
+        current = head.rstrip() + "\n\n" + section.rstrip() + "\n" + tail
+    else:
+        current = current.rstrip() + "\n\n" + section
+    docs.parent.mkdir(exist_ok=True)
+    tmp = docs.with_suffix(".md.tmp")
+    tmp.write_text(current, encoding="utf-8")
+    os.replace(tmp, docs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
@@ -146,9 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--tiny-random", action="store_true", help="start the app on a tiny random model")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--write-docs", action="store_true",
+                        help="also run 50 requests one at a time and write both into docs/benchmarks.md")
     args = parser.parse_args(argv)
 
     process = None
+    load_before = os.getloadavg()[0]
     try:
         url, model = args.url, args.model
         if args.tiny_random:
@@ -157,10 +217,23 @@ def main(argv: list[str] | None = None) -> int:
             port = free_port()
             process = start_app(model, port)
             url = f"http://127.0.0.1:{port}/"
-        result = run_load(url, args.requests, args.concurrency)
-        result["model"] = model or url
-        print(json.dumps(result, indent=2))
-        return 1 if result["errors"] else 0
+        runs = [run_load(url, args.requests, args.concurrency)]
+        if args.write_docs:
+            runs.append(run_load(url, 50, 1))
+        for result in runs:
+            result["model"] = model or url
+            print(json.dumps(result, indent=2))
+        if args.write_docs:
+            if any(r["p50_s"] is None for r in runs):
+                raise SystemExit("every request failed: nothing written to docs/benchmarks.md")
+            note = ("**Model: a tiny randomly initialised emo_hf model** (2-layer Mistral, hidden size 32, the tests' "
+                    "word-level tokenizer, 15 labels), *not* a trained one. This measures the app and queue "
+                    "overhead, not a real backbone; rerun with `--model runs/default/model` for the trained "
+                    "default model." if args.tiny_random else f"**Model:** `{model or url}`.")
+            command = "python bench/space_load.py " + " ".join(argv if argv is not None else sys.argv[1:])
+            write_docs(docs_section(command, note, runs, (load_before, os.getloadavg()[0])))
+            print("wrote docs/benchmarks.md")
+        return 1 if any(r["errors"] for r in runs) else 0
     finally:
         if process is not None:
             process.terminate()
