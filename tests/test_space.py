@@ -72,21 +72,32 @@ def space_model_dir(tiny_mistral_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def app_process(space_model_dir, tmp_path_factory):
-    """`python space/app.py` as a Space runs it: started early (it takes a while) with emo_hf made unimportable, so
-    the model loads through trust_remote_code from the folder's own code files."""
+    """`python space/app.py` as a Space runs it: EMO_HF_MODEL is a Hub repo id (served by the stand-in Hub of
+    tests/hub_server.py through HF_ENDPOINT) and emo_hf cannot be imported, so the model comes from the Hub through
+    trust_remote_code. Started early (it takes a while); the test that uses it comes last."""
+    from hub_server import TOKEN, HubServer, subprocess_env
+
+    from emo_hf.hub import upload_folder
+
+    server = HubServer(tokens={TOKEN: "tester"}).start()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_ENDPOINT", server.url)
+        upload_folder(space_model_dir, "my-org/emo-space-test", token=TOKEN)
     port = _free_port()
-    env = dict(os.environ, EMO_HF_MODEL=str(space_model_dir), GRADIO_SERVER_PORT=str(port),
-               GRADIO_ANALYTICS_ENABLED="False", PYTHONPATH="")
+    tmp = tmp_path_factory.mktemp("app-process")
+    env = dict(subprocess_env(server, tmp), EMO_HF_MODEL="my-org/emo-space-test", GRADIO_SERVER_PORT=str(port),
+               GRADIO_ANALYTICS_ENABLED="False")
     env.pop("GRADIO_SERVER_NAME", None)  # the default must be localhost
     code = ("import runpy, sys; sys.modules['emo_hf'] = None; "  # `import emo_hf` now raises ImportError
             f"runpy.run_path({str(APP_FILE)!r}, run_name='__main__')")
-    log = tmp_path_factory.mktemp("app-log") / "app.log"
+    log = tmp / "app.log"
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, cwd=tmp_path_factory.mktemp("cwd"))
-    yield process, port, log
+                                   stdin=subprocess.DEVNULL, cwd=tmp)
+    yield process, port, log, server
     process.terminate()
     process.wait(timeout=30)
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -238,9 +249,11 @@ def test_model_source_and_missing_model_page(app, monkeypatch, tmp_path):
     assert any("Could not load the model" in str(getattr(block, "value", "")) for block in demo.blocks.values())
 
 
-def test_python_space_app_py_serves_without_emo_hf(app_process, model):
-    """The Space's own start: `python space/app.py`, model from EMO_HF_MODEL via trust_remote_code."""
-    process, port, log = app_process
+def test_python_space_app_py_serves_a_hub_model_without_emo_hf(app_process, model):
+    """The Space's own start: `python space/app.py`, EMO_HF_MODEL a Hub repo id, model code from the repo."""
+    import requests
+
+    process, port, log, hub = app_process
     deadline = time.monotonic() + 120
     while True:
         assert process.poll() is None, f"space/app.py exited: {log.read_text()[-3000:]}"
@@ -250,9 +263,16 @@ def test_python_space_app_py_serves_without_emo_hf(app_process, model):
         except OSError:
             assert time.monotonic() < deadline, f"no answer on port {port}: {log.read_text()[-3000:]}"
             time.sleep(0.5)
-    label, *_ = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(TEXTS[1], 0.0, api_name="/predict")
-    assert _confidences(label) == pytest.approx(model.predict([TEXTS[1]])[0]["probabilities"], abs=1e-6)
+    url = f"http://127.0.0.1:{port}/"
     assert "Running on local URL:  http://127.0.0.1:" in log.read_text()
+    label, *_ = Client(url, verbose=False).predict(TEXTS[1], 0.0, api_name="/predict")
+    assert _confidences(label) == pytest.approx(model.predict([TEXTS[1]])[0]["probabilities"], abs=1e-6)
+    # the page names the Hub model, and the info panel has the metrics of the repo's report.json
+    values = [str(c.get("props", {}).get("value", "")) for c in requests.get(url + "config", timeout=30).json()["components"]]
+    assert any("Showing **`my-org/emo-space-test`**" in v for v in values)
+    assert any("| micro_f1 |" in v and "Model shown:** `my-org/emo-space-test`" in v for v in values)
+    served = {path.rsplit("/", 1)[-1] for method, path, status in hub.requests if method == "GET" and status == 200}
+    assert {"config.json", "modeling.py", "report.json"} <= served, served
 
 
 # ---- real browser ----------------------------------------------------------------------------------------------------
