@@ -335,3 +335,12 @@ def test_cli_build_from_a_user_csv_without_splits(embed_cache, tmp_path, monkeyp
     code = main(["data", "build", "--source", str(tmp_path / "mine.csv"), "--out", str(tmp_path / "out2"),
                  "--label-column", "feelings", "--labels", "default"])
     assert code == 2 and "do not occur in the file" in capsys.readouterr().err
+
+
+def test_rebuilding_into_an_earlier_build_replaces_it(tiny_source, embed_cache, tmp_path):
+    out = tmp_path / "data"
+    build_dataset(tiny_source, out, labels=LABELS, target_per_label=25, cache_dir=embed_cache, show_progress=False)
+    build_dataset(tiny_source, out, labels=LABELS, target_per_label=30, seed=1, cache_dir=embed_cache, show_progress=False)
+    info = json.loads((out / "build_info.json").read_text())
+    assert info["seed"] == 1 and info["balance"]["target_per_label"] == 30
+    assert os.listdir(tmp_path) == ["data"]  # no temporary or old folders left next to OUT
