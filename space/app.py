@@ -84,7 +84,9 @@ def missing_model_message(source: str) -> str | None:
         "```bash\nemo-hf run --out runs/default\npython space/app.py\n```\n\n"
         "or point the app at a trained model, a local folder or a Hub repo id:\n\n"
         "```bash\nEMO_HF_MODEL=runs/default/model python space/app.py\n"
-        "EMO_HF_MODEL=your-name/emo-hf-model python space/app.py\n```"
+        "EMO_HF_MODEL=your-name/emo-hf-model python space/app.py\n```\n\n"
+        "On a Hugging Face Space, set the variable `EMO_HF_MODEL` to the model's repo id under "
+        "*Settings → Variables and secrets* and restart the Space."
     )
 
 
