@@ -116,7 +116,11 @@ def load_pretrained_backbone(name_or_path: str, gguf_file: str | None = None, *,
         kwargs["quantization_config"] = quantization_config
     if device_map is not None:
         kwargs["device_map"] = device_map
-    model = AutoModel.from_pretrained(folder, **kwargs)
+    model, info = AutoModel.from_pretrained(folder, output_loading_info=True, **kwargs)
+    missing = [key for key in info.get("missing_keys", ()) if "vision" not in key and "multi_modal" not in key]
+    if missing:  # those weights would be random: refuse rather than classify with a half-initialised backbone
+        raise ValueError(f"The checkpoint {name_or_path!r} lacks {len(missing)} weight(s) of its backbone, e.g. "
+                         f"{sorted(missing)[:5]}: it does not match its config. Check the path / gguf file.")
     backbone = text_backbone(model)
     if backbone is not model and hasattr(model, "vision_tower"):
         del model.vision_tower  # free the vision tower's memory: the classifier reads text only

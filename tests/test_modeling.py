@@ -369,3 +369,18 @@ def test_smollm2_from_gguf_forward_save_load(tmp_path):
     reloaded_in = time.perf_counter() - started
     assert torch.equal(_logits(loaded, encoded), before)
     print(f"SmolLM2 GGUF: load_for_training {loaded_in:.1f} s, from_pretrained {reloaded_in:.1f} s")
+
+
+def test_backbone_checkpoint_with_missing_weights_raises(tmp_path):
+    from transformers import MistralConfig, MistralModel
+
+    from emo_hf.modeling import load_pretrained_backbone
+
+    config = MistralConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           num_key_value_heads=1, head_dim=8, vocab_size=20)
+    MistralModel(config).save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    saved["num_hidden_layers"] = 2  # layer 1 has no weights in the file
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"lacks \d+ weight"):
+        load_pretrained_backbone(str(tmp_path))
