@@ -236,13 +236,16 @@ def test_wrong_backbone_raises(saved_models, tmp_path):
         EmoModelForMultiLabel.from_pretrained(folder)
 
 
-def test_whole_backbone_saved_without_lora(tiny_mistral_dir, tmp_path):
-    model = _model(tiny_mistral_dir, lora=None)
-    assert all(p.requires_grad for p in model.parameters())  # no LoRA: the whole model trains
+@pytest.mark.parametrize("lora", [None, {"r": 4, "lora_alpha": 8}])
+def test_whole_backbone_saved_without_lora_or_on_request(tiny_mistral_dir, tmp_path, lora):
+    model = _model(tiny_mistral_dir, lora=lora)
+    if lora is None:
+        assert all(p.requires_grad for p in model.parameters())  # no LoRA: the whole model trains
     inputs = _inputs(model, "text")
     before = _logits(model, inputs)
-    model.save_pretrained(tmp_path)
-    assert (tmp_path / "backbone.safetensors").is_file() and not (tmp_path / "adapter_config.json").exists()
+    model.save_pretrained(tmp_path, **({} if lora is None else {"save_base_weights": True}))
+    assert (tmp_path / "backbone.safetensors").is_file()
+    assert (tmp_path / "adapter_config.json").exists() == (lora is not None)
     config = json.loads((tmp_path / "config.json").read_text())
     config["backbone_name_or_path"] = str(tmp_path / "nowhere")  # the base must come from the folder itself
     (tmp_path / "config.json").write_text(json.dumps(config))
