@@ -302,7 +302,8 @@ def read_csv_upload(path: str | os.PathLike, max_rows: int = MAX_ROWS, max_mb: f
     size_mb = path.stat().st_size / 1e6
     if size_mb > max_mb:
         raise ValueError(f"The file {path.name} is {size_mb:.1f} MB; the limit here is {max_mb:g} MB. "
-                         f"Split it into smaller CSV files, or run `emo-hf predict` locally for large files.")
+                         "Split it into smaller CSV files, or predict large files in Python: "
+                         "`AutoModel.from_pretrained(model).predict(texts)`.")
     try:
         # One row more than allowed tells "too many" without parsing a huge file.
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, nrows=max_rows + 1, encoding="utf-8-sig")
@@ -315,7 +316,8 @@ def read_csv_upload(path: str | os.PathLike, max_rows: int = MAX_ROWS, max_mb: f
                          "header row.") from None
     if len(frame) > max_rows:
         raise ValueError(f"{path.name} has more than {max_rows:,} rows; the limit here is {max_rows:,}. "
-                         "Split it into smaller files, or run `emo-hf predict` locally.")
+                         "Split it into smaller files, or predict large files in Python: "
+                         "`AutoModel.from_pretrained(model).predict(texts)`.")
     if frame.empty:
         raise ValueError(f"{path.name} has a header but no rows. Add one text per row.")
     return frame
