@@ -278,7 +278,7 @@ def test_python_space_app_py_serves_a_hub_model_without_emo_hf(app_process, mode
 # ---- real browser ----------------------------------------------------------------------------------------------------
 @pytest.mark.skipif(CHROMIUM is None or not Path(CHROMEDRIVER).exists(),
                     reason="Debian's Chromium is not installed: apt-get install -y chromium chromium-driver")
-def test_browser_types_submits_and_sees_emotion_bars(server, model, tmp_path):
+def test_browser_types_submits_and_sees_emotion_bars(app, server, model, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -299,7 +299,6 @@ def test_browser_types_submits_and_sees_emotion_bars(server, model, tmp_path):
         box.send_keys(TEXTS[0])
         driver.find_element(By.ID, "emo-submit").click()
         # gr.Label: one meter per label, with the model's probability
-        meters = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#emo-label meter") or None)
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#emo-label meter")) == len(LABELS))
         meters = driver.find_elements(By.CSS_SELECTOR, "#emo-label meter")
         shown = {m.get_attribute("aria-label"): float(m.get_attribute("value")) for m in meters}
@@ -311,6 +310,17 @@ def test_browser_types_submits_and_sees_emotion_bars(server, model, tmp_path):
         # the detected emotions, as chips
         chips = driver.find_elements(By.CSS_SELECTOR, "#emo-detected .emo-chip")
         assert {c.get_attribute("data-label") for c in chips} == set(expected["labels"])
+        # an example fills the box and runs at once
+        driver.find_element(By.XPATH, "//button[contains(., 'Support ticket')]").click()
+        ticket = model.predict([dict(app.EXAMPLES)["Support ticket"]])[0]["probabilities"]
+
+        def shows_ticket(d):
+            meters = d.find_elements(By.CSS_SELECTOR, "#emo-label meter")
+            got = {m.get_attribute("aria-label"): float(m.get_attribute("value")) for m in meters}
+            return len(got) == len(LABELS) and all(abs(got[k] - ticket[k]) < 1e-3 for k in LABELS)
+
+        wait.until(shows_ticket)
+        assert box.get_attribute("value").startswith("Ticket #")
         path = tmp_path / "space.png"
         driver.save_screenshot(str(path))
         assert path.stat().st_size > 10_000
