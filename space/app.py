@@ -71,7 +71,13 @@ EXAMPLES: list[tuple[str, str]] = [
 def model_source(env: dict[str, str] | None = None) -> str:
     """The model to show: `EMO_HF_MODEL` (Hub repo id or folder) or else the repository's `runs/default/model`."""
     env = os.environ if env is None else env
-    return env.get("EMO_HF_MODEL", "").strip() or str(DEFAULT_MODEL)
+    source = env.get("EMO_HF_MODEL", "").strip()
+    if not source:
+        return str(DEFAULT_MODEL)
+    # A relative folder such as runs/default/model also works when started from another directory.
+    if not Path(source).expanduser().exists() and (REPO_ROOT / source).is_dir():
+        return str(REPO_ROOT / source)
+    return source
 
 
 def missing_model_message(source: str) -> str | None:

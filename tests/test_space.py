@@ -237,6 +237,8 @@ def test_model_info_shows_base_model_labels_thresholds_and_report_metrics(app, m
 def test_model_source_and_missing_model_page(app, monkeypatch, tmp_path):
     assert app.model_source({}) == str(app.DEFAULT_MODEL)
     assert app.model_source({"EMO_HF_MODEL": " me/emo-model "}) == "me/emo-model"
+    assert app.model_source({"EMO_HF_MODEL": "space"}) in ("space", str(app.REPO_ROOT / "space"))
+    assert Path(app.model_source({"EMO_HF_MODEL": "space"})).resolve() == APP_FILE.parent
     monkeypatch.setattr(app, "DEFAULT_MODEL", tmp_path / "runs" / "default" / "model")
     message = app.missing_model_message(str(app.DEFAULT_MODEL))
     assert "emo-hf run --out runs/default" in message and "EMO_HF_MODEL=" in message
