@@ -55,19 +55,20 @@ def tfidf_logreg_baseline(
     y_train: np.ndarray,
     eval_texts_by_split: Mapping[str, Sequence[str]],
     *,
-    C: float = 4.0,
+    C: float = 1.0,
     class_weight: str | None = None,
 ) -> dict[str, np.ndarray]:
     """TF-IDF (word 1-2 grams + character 2-5 grams within words) + one-vs-rest logistic regression.
 
     Returns `{split: probabilities float64 [n_split, L]}` for every split of `eval_texts_by_split`.
 
-    Why these settings (checked on GoEmotions validation, see bench/baselines.py): character n-grams catch the
-    misspellings, elongations ("soooo") and emoji-adjacent tokens of Reddit text that words miss; sublinear tf and
-    `min_df` keep the vocabulary small and robust. `class_weight=None` by default: the report tunes every label's
-    threshold on validation, which already compensates the class imbalance that "balanced" weights address, and
-    unweighted models give better-calibrated probabilities to tune on. Pass `class_weight="balanced"` for a stronger
-    baseline at the fixed threshold 0.5.
+    Why these settings: character n-grams catch the misspellings, elongations ("soooo") and emoji-adjacent tokens of
+    Reddit text that words miss; sublinear tf and `min_df` keep the vocabulary small and robust. C and class_weight
+    were chosen on GoEmotions validation only (train -> dev, 15 default labels, macro F1 with per-label thresholds
+    tuned on dev; 2026-11-25): class_weight None C=1 .514, C=4 .506, C=16 .488; "balanced" C=1 .507, C=4 .501.
+    With thresholds tuned per label (the report's protocol) the unweighted model is the strongest: tuning already
+    compensates the class imbalance that "balanced" weights address. At the fixed threshold 0.5, "balanced" is far
+    better (dev .485 vs .318), so pass `class_weight="balanced"` for a baseline scored at 0.5 only.
     """
     from scipy.sparse import hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -86,7 +87,7 @@ def tfidf_logreg_baseline(
     }
     # liblinear, dual formulation: same L2 optimum, ~10x faster than the primal when features outnumber examples
     return _one_vs_rest(train_features, y, features_by_split,
-                        lambda: LogisticRegression(C=C, solver="liblinear", dual=True, class_weight=class_weight,
+                        lambda: LogisticRegression(C=C, solver="liblinear", dual=True, class_weight=class_weight, random_state=0,
                                                    max_iter=1000))
 
 
@@ -124,4 +125,4 @@ def embedding_logreg_baseline(
     train = scaler.transform(train)
     evals = {name: scaler.transform(array) for name, array in evals.items()}
     return _one_vs_rest(train, y, evals,
-                        lambda: LogisticRegression(C=C, class_weight=class_weight, max_iter=2000))
+                        lambda: LogisticRegression(C=C, class_weight=class_weight, max_iter=2000, random_state=0))

@@ -67,14 +67,14 @@ def test_tfidf_baseline_beats_a_trivial_predictor(goemotions_slice):
 
 def test_embedding_baseline_beats_a_trivial_predictor(goemotions_slice):
     # Frozen vectors of the real texts. The sentence encoder itself is exercised by bench/baselines.py (minutes on
-    # 54k texts); here an LSA projection (TF-IDF -> 128-d SVD, fitted on train only) stands in as the frozen encoder
+    # 54k texts); here an LSA projection (TF-IDF -> 64-d SVD, fitted on train only) stands in as the frozen encoder
     # so the test stays fast while the logistic-regression path runs on real text vectors.
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     data = goemotions_slice
     vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=2).fit(data["train"][0])
-    svd = TruncatedSVD(128, random_state=0).fit(vectorizer.transform(data["train"][0]))
+    svd = TruncatedSVD(64, random_state=0).fit(vectorizer.transform(data["train"][0]))
     emb = {split: svd.transform(vectorizer.transform(data[split][0])) for split in data}
     probs = embedding_logreg_baseline(emb["train"], data["train"][1], {"validation": emb["validation"], "test": emb["test"]})
     assert probs["validation"].shape == (N_VAL, len(DEFAULT_LABELS))
