@@ -3,7 +3,7 @@
 Run (from the repository root; takes ~10 min on 2 CPU cores, most of it embedding 54k texts with all-MiniLM-L6-v2,
 which the embedding cache of emo_hf.data.embedding then keeps for the next run):
 
-    EMO_HF_GOEMOTIONS=../shared/goemotions python bench/baselines.py [--out bench/out/baselines] [--skip-embedding]
+    EMO_HF_GOEMOTIONS=../shared/goemotions python bench/baselines.py [--out runs/bench_baselines] [--skip-embedding]
 
 Prints mean per-label F1 (macro F1) on test at 0.5 and at dev-tuned thresholds for each baseline, with timings, and
 writes the numbers to OUT/baselines.json plus a full report (report.json / report.md / plots) where the TF-IDF
@@ -69,7 +69,7 @@ def score(name: str, probs: dict[str, np.ndarray], y: dict[str, np.ndarray], lab
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=os.environ.get("EMO_HF_GOEMOTIONS") or str(REPO.parent / "shared" / "goemotions"))
-    parser.add_argument("--out", default=str(REPO / "bench" / "out" / "baselines"))
+    parser.add_argument("--out", default=str(REPO / "runs" / "bench_baselines"))  # runs/ is git-ignored
     parser.add_argument("--skip-embedding", action="store_true")
     args = parser.parse_args()
     folder, labels = Path(args.data), list(DEFAULT_LABELS)
