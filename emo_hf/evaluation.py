@@ -200,8 +200,8 @@ def _plot_per_label_f1(report: Mapping[str, Any], path: Path) -> None:
     ax.set_ylim(0, 1)
     ax.set_ylabel("F1")
     ax.set_title(f"Per-label F1 on {report['split']} ({report['n_examples']} examples)")
-    # legend below the axes so it never hides a bar
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, frameon=False)
+    # legend right of the axes so it never hides a bar or a tick label (bbox_inches="tight" makes room)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
