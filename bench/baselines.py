@@ -1,7 +1,8 @@
 """Both baselines on the full official GoEmotions split, 15 default labels: thresholds tuned on dev, scored on test.
 
-Run (from the repository root; takes ~10 min on 2 CPU cores, most of it embedding 54k texts with all-MiniLM-L6-v2,
-which the embedding cache of emo_hf.data.embedding then keeps for the next run):
+Run (from the repository root). On the 2-core dev VM (2026-11-25, shared with other jobs): 5 min cold, of which 4 min
+embed 54k texts with all-MiniLM-L6-v2; 70 s when the embedding cache of emo_hf.data.embedding already holds them
+(`emo-hf data build` fills the same cache; set EMO_HF_CACHE to another folder for a cold run):
 
     EMO_HF_GOEMOTIONS=../shared/goemotions python bench/baselines.py [--out runs/bench_baselines] [--skip-embedding]
 
