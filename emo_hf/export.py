@@ -6,9 +6,10 @@
 
 The exported folder holds what `AutoModel.from_pretrained(folder_or_repo, trust_remote_code=True)` needs and nothing
 else (no Trainer checkpoints or logs): config.json (with auto_map), thresholds.json, head.safetensors, the LoRA adapter
-(adapter_config.json + adapter_model.safetensors) when the model has one, backbone.safetensors when the model saved
-its whole backbone, the tokenizer files (text mode), configuration.py + modeling.py, report.json / training_info.json
-and the charts they name when present, and a README.md model card generated from them (emo_hf.model_card).
+(adapter/adapter_config.json + adapter/adapter_model.safetensors) when the model has one, backbone.safetensors when
+the model saved its whole backbone, the tokenizer files (text mode), configuration.py + modeling.py, report.json /
+training_info.json and the charts they name when present, and a README.md model card generated from them
+(emo_hf.model_card).
 Nothing heavy is imported here (no torch): export checks files, it does not load the model.
 """
 
@@ -25,7 +26,10 @@ logger = logging.getLogger(__name__)
 
 MODEL_TYPE = "emo_multilabel"
 REQUIRED_FILES = ("config.json", "thresholds.json", "head.safetensors", "configuration.py", "modeling.py")
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+# In a sub-folder: with adapter_config.json at the repo root, transformers' AutoModel.from_pretrained(hub_id) would
+# take the repo for a PEFT adapter and load its bare base model (see emo_hf/modeling.py's docstring).
+ADAPTER_FILES = ("adapter/adapter_config.json", "adapter/adapter_model.safetensors")
+ROOT_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # the older layout, refused
 OPTIONAL_FILES = ("backbone.safetensors", "report.json", "report.md", "training_info.json")
 # What transformers' tokenizers save (save_pretrained); whichever of them the model folder has is exported.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
@@ -61,6 +65,11 @@ def check_model_folder(model_dir: str | Path) -> dict:
         raise ValueError(f"{config_file} has model_type {config.get('model_type')!r}, not {MODEL_TYPE!r}: "
                          f"{str(model_dir)!r} is not an emo_hf model; pass a folder trained with emo_hf")
     problems = [f"{name} is missing" for name in REQUIRED_FILES if not (model_dir / name).is_file()]
+    if any((model_dir / name).is_file() for name in ROOT_ADAPTER_FILES):
+        problems.append("the LoRA adapter files (adapter_config.json, adapter_model.safetensors) are at the folder "
+                        "root (older layout), where transformers would load a Hub repo of it as a bare PEFT adapter "
+                        "repo; move them into adapter/ (mkdir adapter && mv adapter_config.json "
+                        "adapter_model.safetensors adapter/)")
     if config.get("lora"):
         problems += [f"{name} is missing (config.json says the model was trained with LoRA)"
                      for name in ADAPTER_FILES if not (model_dir / name).is_file()]

@@ -348,7 +348,7 @@ def render_model_card(model_dir: str | Path, *, repo_id: str | None = None) -> s
     if config.get("input_mode") == "embedding" and config.get("encoder_name"):
         intro += (f" The backbone does not read the text itself: the text is embedded with `{config['encoder_name']}` "
                   f"and a trained projection turns that vector into {config.get('num_soft_tokens')} soft token(s).")
-    shipped = (["the LoRA adapter (`adapter_model.safetensors`)"] if lora else []) + [
+    shipped = (["the LoRA adapter (`adapter/adapter_model.safetensors`)"] if lora else []) + [
         "the classification head (`head.safetensors`)", "the per-label thresholds (`thresholds.json`, also in `config.json`)",
         "the model code for `trust_remote_code`"]
     if (model_dir / "report.json").is_file():

@@ -12,10 +12,14 @@ Saved folder layout (`save_pretrained`) and why:
     config.json                 EmoConfig (labels, thresholds, backbone id + its config, LoRA settings, auto_map)
     thresholds.json             {label: threshold}, readable and editable (it wins over config.json when loading)
     head.safetensors            `score.*` and `projection.*` only, float32, with the labels in its metadata
-    adapter_config.json         the LoRA adapter in PEFT's own layout, *for the backbone alone*: its keys are those
-    adapter_model.safetensors   of `PeftModel(backbone)`, so plain peft can also apply it to the base model. The
-                                head is not part of the backbone, hence its own file rather than PEFT's
-                                modules_to_save (which would tie the adapter to this wrapper's module names).
+    adapter/adapter_config.json         the LoRA adapter in PEFT's own layout, *for the backbone alone*: its keys
+    adapter/adapter_model.safetensors   are those of `PeftModel(backbone)`, so plain peft can also apply it to the
+                                base model (`PeftModel.from_pretrained(base, folder, subfolder="adapter")`). The head is
+                                not part of the backbone, hence its own file rather than PEFT's modules_to_save (which
+                                would tie the adapter to this wrapper's module names). In a sub-folder, not at the
+                                root: transformers' `AutoModel.from_pretrained(hub_id)` takes a repo with a root-level
+                                adapter_config.json for a PEFT adapter repo and loads the bare base model instead.
+                                (Folders saved with the adapter at the root still load locally with from_pretrained.)
     backbone.safetensors        optional: the whole backbone (default when no LoRA is applied and it is not 4-bit);
                                 otherwise the base weights are loaded from `backbone_name_or_path` (Hub or offline).
     tokenizer files, configuration.py, modeling.py
@@ -47,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 HEAD_FILE = "head.safetensors"
 BACKBONE_FILE = "backbone.safetensors"
+ADAPTER_DIR = "adapter"  # sub-folder of the LoRA adapter files (never the root: see the module docstring)
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
 THRESHOLDS_FILE = "thresholds.json"
@@ -135,6 +140,21 @@ def load_tokenizer(name_or_path: str, gguf_file: str | None = None):
     return ensure_pad_token(tokenizer)
 
 
+def _load_saved_tokenizer(folder: Path, config: PretrainedConfig, trust_remote_code: bool | None = None):
+    """The tokenizer saved in a model folder, loaded without ever asking whether to trust remote code.
+
+    `AutoTokenizer.from_pretrained(folder)` alone would read config.json through AutoConfig; where emo_hf is not
+    imported (the trust_remote_code copy of this file), `emo_multilabel` is unknown there and config.json's auto_map
+    makes transformers prompt "Do you wish to run the custom code? [y/N]" (and wait) before falling back. Passing the
+    already loaded config skips that lookup, and trust_remote_code is always given explicitly: True where the user
+    already trusted this folder's code (this file runs as remote code, or trust_remote_code=True was passed), False
+    otherwise, so a tokenizer with code of its own is refused with an error rather than a prompt.
+    """
+    trusted = bool(trust_remote_code) or __name__ != "emo_hf.modeling"
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), config=config, trust_remote_code=trusted)
+    return ensure_pad_token(tokenizer)
+
+
 def ensure_pad_token(tokenizer):
     if tokenizer.pad_token is None:
         fallback = tokenizer.eos_token or tokenizer.unk_token
@@ -191,8 +211,18 @@ def _to_live_lora_key(key: str) -> str:
     return ".".join(out)
 
 
+def find_adapter_folder(folder: Path) -> Path | None:
+    """The folder holding the LoRA adapter of the saved model `folder`: `folder/adapter`, or `folder` itself for a
+    model saved with the adapter at the root (older layout); None when there is no complete adapter."""
+    for candidate in (folder / ADAPTER_DIR, folder):
+        if (candidate / ADAPTER_CONFIG_FILE).is_file() and (candidate / ADAPTER_WEIGHTS_FILE).is_file():
+            return candidate
+    return None
+
+
 def load_lora_adapter(backbone: nn.Module, folder: Path) -> None:
-    """Inject the LoRA adapter saved in `folder` into `backbone` (in place) and load its weights, strictly."""
+    """Inject the LoRA adapter saved in `folder` (the adapter's own folder: adapter_config.json and
+    adapter_model.safetensors) into `backbone` (in place) and load its weights, strictly."""
     from peft import LoraConfig, inject_adapter_in_model
 
     lora_config = LoraConfig.from_pretrained(str(folder))
@@ -525,8 +555,10 @@ class EmoModelForMultiLabel(PreTrainedModel):
                 from peft import LoraConfig
 
                 lora = dict(config.lora)
-                LoraConfig(base_model_name_or_path=config.backbone_name_or_path, **lora).save_pretrained(str(tmp))
-                save_file(lora_state_dict(self.backbone), str(tmp / ADAPTER_WEIGHTS_FILE))
+                adapter_dir = tmp / ADAPTER_DIR
+                LoraConfig(base_model_name_or_path=config.backbone_name_or_path, **lora).save_pretrained(
+                    str(adapter_dir))
+                save_file(lora_state_dict(self.backbone), str(adapter_dir / ADAPTER_WEIGHTS_FILE))
             if save_base_weights:
                 base = {}
                 for key, value in self.backbone.state_dict().items():
@@ -539,10 +571,13 @@ class EmoModelForMultiLabel(PreTrainedModel):
             here = Path(__file__).resolve().parent
             shutil.copyfile(here / "configuration.py", tmp / "configuration.py")
             shutil.copyfile(Path(__file__).resolve(), tmp / "modeling.py")
-            # Files of an earlier save that this one does not write would be stale: remove them.
+            # Files of an earlier save that this one does not write would be stale: remove them (the adapter
+            # folder is replaced as a whole; a root-level adapter of the older layout always goes).
             for name in (ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, BACKBONE_FILE):
-                if not (tmp / name).exists() and (target / name).exists():
+                if not (tmp / name).exists() and (target / name).is_file():
                     (target / name).unlink()
+            if (target / ADAPTER_DIR).is_dir():
+                shutil.rmtree(target / ADAPTER_DIR)
             for path in sorted(tmp.iterdir()):
                 os.replace(path, target / path.name)
         finally:
@@ -575,12 +610,14 @@ class EmoModelForMultiLabel(PreTrainedModel):
             raise FileNotFoundError(
                 f"{name} has no {HEAD_FILE} (the score head): it is not a complete EmoModelForMultiLabel folder, or "
                 f"the save was interrupted. Save the model again with model.save_pretrained({name}).")
-        has_adapter = (folder / ADAPTER_CONFIG_FILE).is_file() and (folder / ADAPTER_WEIGHTS_FILE).is_file()
+        adapter_dir = find_adapter_folder(folder)
+        has_adapter = adapter_dir is not None
         has_base = (folder / BACKBONE_FILE).is_file()
         if config.lora and not has_adapter:
             raise FileNotFoundError(
-                f"{name} was trained with LoRA (config.json 'lora': {config.lora}) but {ADAPTER_CONFIG_FILE} and/or "
-                f"{ADAPTER_WEIGHTS_FILE} are missing: copy them back or save the model again.")
+                f"{name} was trained with LoRA (config.json 'lora': {config.lora}) but {ADAPTER_DIR}/"
+                f"{ADAPTER_CONFIG_FILE} and/or {ADAPTER_DIR}/{ADAPTER_WEIGHTS_FILE} are missing: copy them back or "
+                "save the model again.")
         if labels is not None and list(labels) != config.labels:
             raise ValueError(f"{name} classifies {config.labels}, not the expected labels {list(labels)}. Load the "
                              "right model, or drop labels= to accept its own.")
@@ -624,10 +661,10 @@ class EmoModelForMultiLabel(PreTrainedModel):
             _check_backbone_matches(config.backbone_config, base.config, source)
         model = cls(config, backbone=base)
         if has_adapter:
-            load_lora_adapter(model.backbone, folder)
+            load_lora_adapter(model.backbone, adapter_dir)
         model._load_head(folder)
         if (folder / "tokenizer_config.json").is_file():
-            model.tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(str(folder)))
+            model.tokenizer = _load_saved_tokenizer(folder, config, trust_remote_code=kwargs.get("trust_remote_code"))
         model._mark_if_quantized()
         if want_4bit:
             device = next(model.backbone.parameters()).device
@@ -655,13 +692,14 @@ class EmoModelForMultiLabel(PreTrainedModel):
             raise ValueError(f"{str(folder)!r} holds a model for labels {saved.labels} ({saved.input_mode!r} mode); "
                              f"this one is for {self.config.labels} ({self.config.input_mode!r}).")
         self._load_head(folder)
-        has_adapter = (folder / ADAPTER_WEIGHTS_FILE).is_file()
+        adapter_dir = find_adapter_folder(folder)
+        has_adapter = adapter_dir is not None
         if self.has_lora != has_adapter:
             raise ValueError(f"{str(folder)!r} {'has' if has_adapter else 'has no'} LoRA adapter but this model "
                              f"{'has' if self.has_lora else 'has no'} LoRA layers.")
         if has_adapter:
             live = {k for k in self.backbone.state_dict() if _is_lora_key(k)}
-            state = {_to_live_lora_key(k): v for k, v in load_file(str(folder / ADAPTER_WEIGHTS_FILE)).items()}
+            state = {_to_live_lora_key(k): v for k, v in load_file(str(adapter_dir / ADAPTER_WEIGHTS_FILE)).items()}
             if set(state) != live:
                 raise ValueError(f"The LoRA weights in {str(folder)!r} do not fit this model's LoRA layers "
                                  f"(e.g. {sorted(set(state) ^ live)[:3]}).")

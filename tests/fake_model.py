@@ -95,9 +95,10 @@ def _build(folder: Path, *, report: bool, training_info: bool, lora: bool) -> Pa
                "score.bias": np.zeros(len(LABELS), np.float32)}, str(folder / "head.safetensors"),
               metadata={"labels": json.dumps(LABELS), "hidden_size": "8", "input_mode": "text"})
     if lora:
-        (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", **lora_settings}))
+        (folder / "adapter").mkdir()  # where save_pretrained puts it (never the root: see emo_hf/modeling.py)
+        (folder / "adapter" / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", **lora_settings}))
         save_file({"base_model.model.encoder.layer.0.attention.self.query.lora_A.weight":
-                   rng.normal(size=(8, 8)).astype(np.float32)}, str(folder / "adapter_model.safetensors"))
+                   rng.normal(size=(8, 8)).astype(np.float32)}, str(folder / "adapter" / "adapter_model.safetensors"))
     (folder / "tokenizer.json").write_text(json.dumps({"version": "1.0", "model": {"type": "WordPiece"}}))
     (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 256}))
     (folder / "configuration.py").write_text("# EmoConfig (copied from emo_hf/configuration.py when saving)\n")

@@ -17,8 +17,8 @@ from hub_server import TOKEN, hub, subprocess_env  # noqa: F401  (hub is a pytes
 from emo_hf.cli import main
 from emo_hf.export import check_model_folder, export_model, push_model
 
-EXPECTED = {"README.md", "config.json", "thresholds.json", "head.safetensors", "adapter_config.json",
-            "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json", "configuration.py", "modeling.py",
+EXPECTED = {"README.md", "config.json", "thresholds.json", "head.safetensors", "adapter/adapter_config.json",
+            "adapter/adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json", "configuration.py", "modeling.py",
             "report.json", "report.md", "training_info.json", "per_label_f1.png", "label_counts.png",
             "label_balance.png"}
 
@@ -83,7 +83,10 @@ def test_a_failed_export_leaves_no_folder_and_no_temporary_files(model_dir: Path
         (lambda f: (f / "head.safetensors").unlink(), "head.safetensors is missing"),
         (lambda f: (f / "thresholds.json").unlink(), "thresholds.json is missing"),
         (lambda f: (f / "modeling.py").unlink(), "modeling.py is missing"),
-        (lambda f: (f / "adapter_model.safetensors").unlink(), "adapter_model.safetensors is missing.*LoRA"),
+        (lambda f: (f / "adapter" / "adapter_model.safetensors").unlink(),
+         "adapter/adapter_model.safetensors is missing.*LoRA"),
+        # The older layout, adapter at the root: a Hub repo of it would load as a bare PEFT adapter repo.
+        (lambda f: (f / "adapter" / "adapter_config.json").rename(f / "adapter_config.json"), "at the folder root"),
         (lambda f: (f / "tokenizer_config.json").unlink(), "tokenizer"),
         (lambda f: (f / "thresholds.json").write_text(json.dumps({"joy": 0.5})), "thresholds.json must map each label"),
         (lambda f: edit_config(f, auto_map=None), "auto_map"),
@@ -111,7 +114,8 @@ def test_not_an_emo_hf_model(tmp_path: Path, model_dir: Path):
 def test_model_without_lora_needs_no_adapter(tmp_path: Path):
     folder = make_model_folder(tmp_path / "plain", lora=False, report=False, training_info=False)
     out = export_model(folder, tmp_path / "export")
-    assert not (out / "adapter_model.safetensors").exists() and (out / "README.md").is_file()
+    assert not (out / "adapter").exists() and not (out / "adapter_model.safetensors").exists()
+    assert (out / "README.md").is_file()
 
 
 def test_cli_export(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture):

@@ -125,15 +125,17 @@ def saved_models(tiny_mistral_dir, tmp_path_factory):
 
 def test_saved_folder_layout(saved_models):
     folder = saved_models["text"][0]
-    names = {p.name for p in folder.iterdir()}
-    assert {"config.json", "thresholds.json", "head.safetensors", "adapter_config.json",
-            "adapter_model.safetensors", "tokenizer.json", "configuration.py", "modeling.py"} <= names
+    names = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert {"config.json", "thresholds.json", "head.safetensors", "adapter/adapter_config.json",
+            "adapter/adapter_model.safetensors", "tokenizer.json", "configuration.py", "modeling.py"} <= names
     assert "backbone.safetensors" not in names and "model.safetensors" not in names  # LoRA: adapter + head only
+    # Never at the root: transformers would take a Hub repo with a root adapter_config.json for a PEFT adapter repo.
+    assert not {"adapter_config.json", "adapter_model.safetensors"} & names
     config = json.loads((folder / "config.json").read_text())
     assert config["auto_map"] == {"AutoConfig": "configuration.EmoConfig",
                                   "AutoModel": "modeling.EmoModelForMultiLabel"}
     assert json.loads((folder / "thresholds.json").read_text()) == {"joy": 0.3, "anger": 0.5, "sadness": 0.7}
-    adapter = json.loads((folder / "adapter_config.json").read_text())
+    adapter = json.loads((folder / "adapter" / "adapter_config.json").read_text())
     assert adapter["peft_type"] == "LORA" and adapter["r"] == 4
     import re
 
@@ -147,7 +149,7 @@ def test_adapter_is_plain_peft_layout(saved_models, tiny_mistral_dir):
 
     folder = saved_models["text"][0]
     base = AutoModel.from_pretrained(tiny_mistral_dir)
-    peft_model = PeftModel.from_pretrained(base, str(folder))  # plain peft applies it to the bare backbone
+    peft_model = PeftModel.from_pretrained(base, str(folder), subfolder="adapter")  # plain peft, bare backbone
     assert any("lora_A" in n for n, _ in peft_model.named_parameters())
 
 
@@ -162,7 +164,8 @@ def test_automodel_round_trip_with_emo_hf_imported(saved_models, input_mode):
 
 
 def test_trust_remote_code_round_trip_without_emo_hf(saved_models, tmp_path):
-    """A fresh process where `import emo_hf` fails loads both folders with trust_remote_code=True."""
+    """A fresh process where `import emo_hf` fails loads both folders with trust_remote_code=True, and never asks
+    "Do you wish to run the custom code?" on the way (e.g. for the tokenizer): input() is replaced by a recorder."""
     for input_mode, (folder, inputs, _) in saved_models.items():
         torch.save(inputs, tmp_path / f"{input_mode}-inputs.pt")
     script = textwrap.dedent(f"""
@@ -177,6 +180,12 @@ def test_trust_remote_code_round_trip_without_emo_hf(saved_models, tmp_path):
             raise SystemExit("emo_hf was importable")
         except ImportError:
             pass
+        import builtins
+        prompts = []
+        def recording_input(prompt=""):
+            prompts.append(prompt)
+            raise EOFError  # what a closed stdin gives; transformers then falls back
+        builtins.input = recording_input
         import torch
         from transformers import AutoModel
         for mode, folder in {{"text": {str(saved_models['text'][0])!r},
@@ -187,11 +196,12 @@ def test_trust_remote_code_round_trip_without_emo_hf(saved_models, tmp_path):
             with torch.no_grad():
                 torch.save(model(**inputs).logits, f"{tmp_path}/{{mode}}-logits.pt")
         assert not any(m == "emo_hf" or m.startswith("emo_hf.") for m in sys.modules)
+        assert not prompts, f"loading asked for input: {{prompts}}"
     """)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
     result = subprocess.run([sys.executable, "-I", "-c", script], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=300)
+                            text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr[-3000:]
     for input_mode, (_, _, before) in saved_models.items():
         assert torch.equal(torch.load(tmp_path / f"{input_mode}-logits.pt"), before)
@@ -199,8 +209,8 @@ def test_trust_remote_code_round_trip_without_emo_hf(saved_models, tmp_path):
 
 def test_missing_head_or_adapter_files_raise(saved_models, tmp_path):
     source = saved_models["text"][0]
-    for missing, error in [("head.safetensors", "head.safetensors"), ("adapter_model.safetensors", "LoRA")]:
-        folder = tmp_path / missing
+    for missing, error in [("head.safetensors", "head.safetensors"), ("adapter/adapter_model.safetensors", "LoRA")]:
+        folder = tmp_path / missing.replace("/", "-")
         shutil.copytree(source, folder)
         (folder / missing).unlink()
         with pytest.raises(FileNotFoundError, match=error):
@@ -245,11 +255,40 @@ def test_whole_backbone_saved_without_lora_or_on_request(tiny_mistral_dir, tmp_p
     before = _logits(model, inputs)
     model.save_pretrained(tmp_path, **({} if lora is None else {"save_base_weights": True}))
     assert (tmp_path / "backbone.safetensors").is_file()
-    assert (tmp_path / "adapter_config.json").exists() == (lora is not None)
+    assert (tmp_path / "adapter" / "adapter_config.json").exists() == (lora is not None)
     config = json.loads((tmp_path / "config.json").read_text())
     config["backbone_name_or_path"] = str(tmp_path / "nowhere")  # the base must come from the folder itself
     (tmp_path / "config.json").write_text(json.dumps(config))
     assert torch.equal(_logits(AutoModel.from_pretrained(str(tmp_path)), inputs), before)
+
+
+def test_saving_again_replaces_the_adapter_folder(tiny_mistral_dir, tmp_path):
+    """A LoRA save over a LoRA save, then a save without LoRA: the adapter/ folder is replaced, then removed."""
+    folder = tmp_path / "model"
+    lora_model = _model(tiny_mistral_dir)
+    lora_model.save_pretrained(folder)
+    (folder / "adapter" / "stale.txt").write_text("from the first save")
+    lora_model.save_pretrained(folder)
+    assert sorted(p.name for p in (folder / "adapter").iterdir()) == ["adapter_config.json",
+                                                                     "adapter_model.safetensors"]
+    _model(tiny_mistral_dir, lora=None).save_pretrained(folder)
+    assert not (folder / "adapter").exists() and (folder / "backbone.safetensors").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary folders left
+
+
+def test_folder_with_the_adapter_at_the_root_still_loads(saved_models, tmp_path):
+    """The older layout (adapter files at the folder root) loads locally, and the next save moves them."""
+    source, inputs, before = saved_models["text"]
+    folder = tmp_path / "old-layout"
+    shutil.copytree(source, folder)
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        (folder / "adapter" / name).rename(folder / name)
+    (folder / "adapter").rmdir()
+    model = EmoModelForMultiLabel.from_pretrained(folder)
+    assert torch.equal(_logits(model, inputs), before)
+    model.save_pretrained(folder)
+    assert not (folder / "adapter_config.json").exists() and not (folder / "adapter_model.safetensors").exists()
+    assert (folder / "adapter" / "adapter_model.safetensors").is_file()
 
 
 def test_load_trained_weights_restores_a_checkpoint(saved_models, tiny_mistral_dir):
