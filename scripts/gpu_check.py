@@ -234,8 +234,9 @@ def run_mode(args, mode: str, base: Path, scratch: Path, device: str, report: Re
     report.time(f"{mode}: save_pretrained", time.perf_counter() - started)
     files = {p.name: p.stat().st_size for p in sorted(saved.iterdir())}
     print("  saved files: " + ", ".join(f"{name} ({size / 1e6:.2f} MB)" for name, size in files.items()))
-    report.check(f"{mode}: saved adapter + head, not the base", {"adapter_model.safetensors", "head.safetensors",
-                 "config.json", "modeling.py", "configuration.py"} <= set(files) and "backbone.safetensors" not in files)
+    report.check(f"{mode}: saved adapter + head, not the base", {"adapter", "head.safetensors", "config.json",
+                 "modeling.py", "configuration.py"} <= set(files) and "backbone.safetensors" not in files
+                 and (saved / "adapter" / "adapter_model.safetensors").is_file())
     if device == "cuda":
         report.facts[f"{mode}_peak_gpu_gib_training"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     del model, optimizer, out
