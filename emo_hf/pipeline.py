@@ -73,13 +73,12 @@ def split_probabilities(model, split, batch_size: int = 64, show_progress: bool 
 def baseline_probabilities(data_dir: str | os.PathLike, split: str, encoder: str | None,
                            show_progress: bool = True) -> dict[str, dict[str, Any]]:
     """Both baselines fitted on the natural (raw) train split, thresholds tuned on validation, scored on `split`."""
-    import datasets
-
     from .baselines import embedding_logreg_baseline, tfidf_logreg_baseline
+    from .data.builder import load_built
     from .data.embedding import DEFAULT_ENCODER, embed_texts
     from .metrics import tune_thresholds
 
-    raw = datasets.load_dataset(str(data_dir), "raw")
+    raw = load_built(data_dir, "raw")
     y = {name: np.asarray(raw[name]["labels"], dtype=np.float32) for name in raw}
     texts = {name: list(raw[name]["text"]) for name in raw}
     wanted = {name: texts[name] for name in dict.fromkeys(["validation", split])}
@@ -110,8 +109,7 @@ def evaluate_model(
     The model's saved thresholds are the tuned ones (validation, at training time); a copy of the report also goes into
     the model folder so an export or push carries it, and the model card there is regenerated.
     """
-    import datasets
-
+    from .data.builder import load_built
     from .evaluation import write_report
     from .trainer import TRAINING_INFO_NAME, label_names_of
 
@@ -119,9 +117,7 @@ def evaluate_model(
     out_dir = Path(out_dir) if out_dir is not None else model_dir
     model = load_trained_model(model_dir)
     config_name = "raw" if model.config.input_mode == "text" else "balanced"
-    if not (data_dir / "README.md").is_file():
-        raise FileNotFoundError(f"{data_dir} is not a dataset folder (no README.md). Build it: emo-hf data build --out {data_dir}")
-    data = datasets.load_dataset(str(data_dir), config_name)
+    data = load_built(data_dir, config_name)
     if split not in data:
         raise ValueError(f"{data_dir} ({config_name}) has no split {split!r}; choose one of {list(data)} (--split).")
     if len(data[split]) == 0:

@@ -87,7 +87,7 @@ PRESETS: dict[str, TrainSettings] = {
     "minilm": TrainSettings(
         preset="minilm",
         backbone="sentence-transformers/all-MiniLM-L6-v2",
-        lora_r=None, learning_rate=8e-5, epochs=1, batch_size=32, focal_gamma=1.0,
+        lora_r=None, learning_rate=8e-5, epochs=1, batch_size=32, focal_gamma=1.0, keep_no_emotion=0.5,
     ),
     # A 110M-parameter encoder for the GPU quality run (needs the model folder: see docs/results.md).
     "mpnet-base": TrainSettings(

@@ -54,19 +54,10 @@ def load_splits(data_dir: str | os.PathLike, input_mode: str):
 
     Returns (DatasetDict, label_names). Raises a clear error for a missing folder, config, column or split.
     """
-    import datasets
+    from .data.builder import load_built
 
-    data_dir = Path(data_dir)
-    if not (data_dir / "README.md").is_file():
-        raise FileNotFoundError(
-            f"{data_dir} is not a dataset folder written by `emo-hf data build` (no README.md with configs). "
-            f"Build it first: emo-hf data build --out {data_dir}"
-        )
     config = "raw" if input_mode == "text" else "balanced"
-    try:
-        splits = datasets.load_dataset(str(data_dir), config)
-    except ValueError as error:
-        raise ValueError(f"{data_dir} has no '{config}' config ({error}). Rebuild it: emo-hf data build --out {data_dir}") from error
+    splits = load_built(data_dir, config)
     for split in ("train", "validation"):
         if split not in splits:
             raise ValueError(f"{data_dir} ({config}) has no '{split}' split; it has {list(splits)}.")
@@ -245,8 +236,13 @@ def train(
     *,
     resume: bool = False,
     show_progress: bool = True,
+    callbacks: list | None = None,
 ) -> TrainResult:
-    """Train on `data_dir`, keep the best epoch by validation macro-F1, tune thresholds on validation, save `out/model`."""
+    """Train on `data_dir`, keep the best epoch by validation macro-F1, tune thresholds on validation, save `out/model`.
+
+    `resume=True` continues from the last checkpoint under `out/checkpoints` (model, optimiser, scheduler, RNG and
+    data order), with the settings the run started with. `callbacks` are extra transformers `TrainerCallback`s.
+    """
     import torch
     from transformers import EarlyStoppingCallback, TrainingArguments
 
@@ -313,7 +309,7 @@ def train(
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
-    callbacks = [NonFiniteLossCallback()]
+    callbacks = [NonFiniteLossCallback(), *(callbacks or [])]
     if settings.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
     trainer = EmoTrainer(

@@ -21,7 +21,14 @@ from emo_hf.labels import DEFAULT_LABELS, GOEMOTIONS_LABELS
 from goemotions_path import REPO, SKIP_REASON, goemotions_dir
 
 LABELS = ["fear", "love", "joy", "admiration"]
-PARQUETS = [f"data/{c}/{s}.parquet" for c in ("raw", "balanced") for s in ("train", "validation", "test")]
+def parquets(out: Path) -> list[str]:
+    """The six parquet files of a build, as build_info.json names them (data/{config}/{split}-{fingerprint}.parquet)."""
+    files = json.loads((out / "build_info.json").read_text())["files"]
+    return [files[c][s] for c in ("raw", "balanced") for s in ("train", "validation", "test")]
+
+
+def parquet(out: Path, config: str, split: str) -> Path:
+    return out / json.loads((out / "build_info.json").read_text())["files"][config][split]
 WORDS = "great awful scary funny love hate wow meh sad happy angry confused excited gross hope dark night".split()
 
 
@@ -99,7 +106,8 @@ print(json.dumps(report))
 def test_folder_layout_and_build_info(tiny_build):
     out, info = tiny_build
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert files == sorted(["README.md", "build_info.json", "label_counts.png", *PARQUETS])
+    assert files == sorted(["README.md", "build_info.json", "label_counts.png", *parquets(out)])
+    assert all(name.endswith(f"-{info['fingerprint']}.parquet") for name in parquets(out))
     saved = json.loads((out / "build_info.json").read_text())
     assert saved["labels"] == LABELS and saved["encoder"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert saved["balance"]["method"] == "ismote" and saved["balance"]["target_per_label"] == 25
@@ -107,7 +115,7 @@ def test_folder_layout_and_build_info(tiny_build):
     assert all(saved["counts"]["train_after"][n] >= 25 for n in LABELS)
     assert set(saved["seconds"]) >= {"load", "embed", "balance", "write", "total"}
     card = (out / "README.md").read_text()
-    assert "config_name: raw" in card and "path: data/balanced/train.parquet" in card
+    assert "config_name: raw" in card and f"path: data/balanced/train-{info['fingerprint']}.parquet" in card
     assert "| fear |" in card and "label_counts.png" in card and "Identical texts across splits" in card
     assert (out / "label_counts.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.parent.glob(".tiny.tmp-*"))
@@ -135,13 +143,14 @@ def test_same_inputs_and_seed_give_identical_files(tiny_build, tiny_source, embe
     out, _ = tiny_build
     again = tmp_path / "again"
     build_dataset(tiny_source, again, labels=LABELS, target_per_label=25, keep_no_emotion=0.5, cache_dir=embed_cache, show_progress=False)
-    for name in PARQUETS + ["label_counts.png"]:
+    assert parquets(again) == parquets(out)  # same bytes, same fingerprint
+    for name in parquets(out) + ["label_counts.png"]:
         assert (out / name).read_bytes() == (again / name).read_bytes(), name
     other_seed = tmp_path / "seed7"
     build_dataset(tiny_source, other_seed, labels=LABELS, target_per_label=25, keep_no_emotion=0.5, cache_dir=embed_cache,
                   seed=7, show_progress=False)
-    assert (out / "data/raw/train.parquet").read_bytes() == (other_seed / "data/raw/train.parquet").read_bytes()
-    assert (out / "data/balanced/train.parquet").read_bytes() != (other_seed / "data/balanced/train.parquet").read_bytes()
+    assert parquet(out, "raw", "train").read_bytes() == parquet(other_seed, "raw", "train").read_bytes()
+    assert parquet(out, "balanced", "train").read_bytes() != parquet(other_seed, "balanced", "train").read_bytes()
 
 
 def test_rebuild_reads_embeddings_from_the_cache(tiny_build, tiny_source, embed_cache, tmp_path, monkeypatch):
@@ -196,7 +205,7 @@ def test_failures_leave_nothing_half_written(tiny_build, tiny_source, embed_cach
     # a failure while writing: the earlier build at OUT stays as it was, the temporary folder is removed
     import emo_hf.data.builder as builder
 
-    before = {p: (out / p).read_bytes() for p in PARQUETS}
+    before = {p: (out / p).read_bytes() for p in parquets(out)}
 
     def broken_card(*args, **kwargs):
         raise OSError("disk full")
@@ -204,7 +213,7 @@ def test_failures_leave_nothing_half_written(tiny_build, tiny_source, embed_cach
     monkeypatch.setattr(builder, "write_dataset_card", broken_card)
     with pytest.raises(OSError, match="disk full"):
         build_dataset(tiny_source, out, labels=LABELS, target_per_label=40, cache_dir=embed_cache, show_progress=False)
-    assert {p: (out / p).read_bytes() for p in PARQUETS} == before
+    assert {p: (out / p).read_bytes() for p in parquets(out)} == before
     assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith(".tiny")) == []
 
 
@@ -268,7 +277,8 @@ def test_push_to_hub_uploads_the_folder_as_a_dataset_repo(tiny_build, tiny_sourc
         files = server.files("tester/emo-data", repo_type="dataset")
         local = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
         assert sorted(set(files) - {".gitattributes"}) == local  # the Hub adds .gitattributes when it creates a repo
-        assert files["data/balanced/train.parquet"] == (out / "data/balanced/train.parquet").read_bytes()
+        name = parquet(out, "balanced", "train").relative_to(out).as_posix()
+        assert files[name] == (out / name).read_bytes()
         repo = server.repo("tester/emo-data", repo_type="dataset")
         ours = [c for c in repo.commits.values() if c.message.startswith("emo-hf data build")]
         assert repo.private and len(ours) == 1  # one upload commit (the other is the repo's initial commit)
@@ -344,3 +354,16 @@ def test_rebuilding_into_an_earlier_build_replaces_it(tiny_source, embed_cache, 
     info = json.loads((out / "build_info.json").read_text())
     assert info["seed"] == 1 and info["balance"]["target_per_label"] == 30
     assert os.listdir(tmp_path) == ["data"]  # no temporary or old folders left next to OUT
+
+
+def test_a_rebuilt_folder_of_the_same_name_loads_its_new_rows(tiny_source, embed_cache, tmp_path):
+    """`datasets` caches a local folder by its name and its `configs:` file patterns; the fingerprint in the file names
+    keeps a rebuild (or another build in a folder of the same name) from loading the earlier rows."""
+    first, second = tmp_path / "a" / "data", tmp_path / "b" / "data"
+    build_dataset(tiny_source, first, labels=LABELS, target_per_label=25, cache_dir=embed_cache, show_progress=False)
+    build_dataset(tiny_source, second, labels=LABELS, target_per_label=60, cache_dir=embed_cache, show_progress=False)
+    import datasets
+
+    rows = [datasets.load_dataset(str(folder), "balanced")["train"].num_rows for folder in (first, second)]
+    expected = [json.loads((f / "build_info.json").read_text())["rows"]["balanced"]["train"] for f in (first, second)]
+    assert rows == expected and rows[0] != rows[1]

@@ -12,8 +12,8 @@ Folder layout:
       README.md                     dataset card; YAML `configs:` maps configs -> parquet files
       build_info.json               labels, encoder, balance settings, seed, counts, duplicates, timings
       label_counts.png              train positives per label, before / after balancing
-      data/raw/{train,validation,test}.parquet        id, text, labels, emotions
-      data/balanced/{train,validation,test}.parquet   + embedding, is_synthetic, seed_id, neighbor_id
+      data/raw/{train,validation,test}-<fingerprint>.parquet        id, text, labels, emotions
+      data/balanced/{train,validation,test}-<fingerprint>.parquet   + embedding, is_synthetic, seed_id, neighbor_id
 
 Everything is written to a temporary folder next to OUT and moved into place at the end, so a failed build leaves
 OUT as it was.
@@ -21,6 +21,7 @@ OUT as it was.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -263,7 +264,6 @@ def build_dataset(
             "test": count(label_matrix(dataset["test"])),
         },
         "duplicates": duplicates,
-        "files": {config: {split: data_file(config, split) for split in SPLITS} for config in ("raw", "balanced")},
         "command": command or _python_call(source, out, labels, balance, target_per_label, keep_no_emotion, encoder, seed),
     }
 
@@ -279,6 +279,17 @@ def build_dataset(
                 target = temporary / data_file(config, split)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 splits[split].to_parquet(str(target))
+        # File names carry a hash of every parquet byte (see card.data_file): deterministic, and new per content.
+        digest = hashlib.sha256()
+        for config in ("raw", "balanced"):
+            for split in SPLITS:
+                digest.update((temporary / data_file(config, split)).read_bytes())
+        info["fingerprint"] = digest.hexdigest()[:10]
+        info["files"] = {config: {split: data_file(config, split, info["fingerprint"]) for split in SPLITS}
+                         for config in ("raw", "balanced")}
+        for config in ("raw", "balanced"):
+            for split in SPLITS:
+                os.replace(temporary / data_file(config, split), temporary / info["files"][config][split])
         write_dataset_card(temporary, info)
         lap("write")
         info["seconds"] = {**timings, "total": round(time.perf_counter() - start, 2)}
@@ -332,3 +343,39 @@ def format_summary(info: dict[str, Any]) -> str:
     if info.get("pushed_to"):
         lines.append(f"  pushed to {info['pushed_to']}")
     return "\n".join(lines)
+
+
+def load_built(folder: str | Path, config: str = "raw"):
+    """`load_dataset(folder, config)` for a folder this module wrote, reading exactly the parquet files that its
+    build_info.json names.
+
+    Loading through the `parquet` builder with explicit files keys `datasets`' cache on those files (path and
+    modification time), so a folder edited or rebuilt in place is never answered from an older cached copy.
+    """
+    import datasets
+
+    folder = Path(folder).expanduser()
+    info_path = folder / BUILD_INFO_FILE
+    if not info_path.is_file():
+        raise FileNotFoundError(f"{folder} is not a dataset folder written by `emo-hf data build` (no {BUILD_INFO_FILE}). "
+                                f"Build it first: emo-hf data build --out {folder}")
+    files = json.loads(info_path.read_text(encoding="utf-8")).get("files") or {}
+    if config not in files:
+        raise ValueError(f"{folder} has no {config!r} config (it has {sorted(files)}); rebuild it: emo-hf data build --out {folder}")
+    missing = [name for name in files[config].values() if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} lacks {missing}, named in its {BUILD_INFO_FILE}; rebuild it: emo-hf data build --out {folder}")
+    import pyarrow.parquet as pq
+
+    # Checked here, with the file named, before `datasets` fails on them with a generic generation error.
+    columns = {split: pq.read_schema(folder / name).names for split, name in files[config].items()}
+    expected = columns.get("train") or next(iter(columns.values()))
+    for split, name in files[config].items():
+        lacking = [c for c in expected if c not in columns[split]]
+        if lacking:
+            raise ValueError(f"The '{split}' split of {folder} ({config}) lacks column(s) {lacking} in {name}; it has "
+                             f"{columns[split]}. Rebuild it: emo-hf data build --out {folder}")
+        if pq.read_metadata(folder / name).num_rows == 0:
+            raise ValueError(f"The '{split}' split of {folder} ({config}) is empty ({name} has no rows): nothing to "
+                             f"train, select or evaluate on. Rebuild it from data with rows in every split.")
+    return datasets.load_dataset("parquet", data_files={split: str(folder / name) for split, name in files[config].items()})

@@ -17,18 +17,24 @@ from typing import Any
 CHART_FILE = "label_counts.png"
 
 
-def data_file(config: str, split: str) -> str:
-    """Path of one config's split inside the dataset folder, e.g. `data/raw/train.parquet`."""
-    return f"data/{config}/{split}.parquet"
+def data_file(config: str, split: str, fingerprint: str | None = None) -> str:
+    """Path of one config's split inside the dataset folder, e.g. `data/raw/train-1a2b3c4d5e.parquet`.
+
+    The fingerprint (a hash of the build's parquet bytes) is in the file name because `datasets` keys its cache of a
+    local folder on the folder's name and the `configs:` file patterns, not on the files' contents: without it, a
+    folder rebuilt with other settings (or another build in a folder of the same name) would load the earlier rows
+    from the cache.
+    """
+    return f"data/{config}/{split}-{fingerprint}.parquet" if fingerprint else f"data/{config}/{split}.parquet"
 
 
-def configs_yaml(splits: dict[str, Sequence[str]], default: str = "raw") -> list[dict[str, Any]]:
+def configs_yaml(splits: dict[str, Sequence[str]], default: str = "raw", fingerprint: str | None = None) -> list[dict[str, Any]]:
     """The `configs:` entries of the card, one per config, mapping splits to parquet files."""
     entries = []
     for config, names in splits.items():
         entry: dict[str, Any] = {
             "config_name": config,
-            "data_files": [{"split": split, "path": data_file(config, split)} for split in names],
+            "data_files": [{"split": split, "path": data_file(config, split, fingerprint)} for split in names],
         }
         if config == default:
             entry["default"] = True
@@ -76,7 +82,7 @@ def card_text(info: dict[str, Any]) -> str:
         task_categories=["text-classification"],
         task_ids=["multi-label-classification"],
         pretty_name="emo_hf emotion dataset",
-        configs=configs_yaml({config: list(splits) for config, splits in rows.items()}),
+        configs=configs_yaml({config: list(splits) for config, splits in rows.items()}, fingerprint=info.get("fingerprint")),
         tags=["emotion", "goemotions", "ismote", "emo_hf"],
     )
     before, after = info["counts"]["train_before"], info["counts"]["train_after"]
