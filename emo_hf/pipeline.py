@@ -103,11 +103,14 @@ def evaluate_model(
     batch_size: int = 64,
     show_progress: bool = True,
     meta: dict[str, Any] | None = None,
+    probabilities: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Write report.json / report.md / PNGs for `split` into `out_dir` (default: the model folder) and return it.
 
     The model's saved thresholds are the tuned ones (validation, at training time); a copy of the report also goes into
-    the model folder so an export or push carries it, and the model card there is regenerated.
+    the model folder so an export or push carries it, and the model card there is regenerated. The model's
+    probabilities are saved as `{split}_probabilities.npy` [n, L] next to the report; `probabilities=` reads such a
+    file instead of running the model (a model trained and scored on a GPU machine, reported where the baselines run).
     """
     from .data.builder import load_built
     from .evaluation import write_report
@@ -115,17 +118,31 @@ def evaluate_model(
 
     model_dir, data_dir = Path(model_dir), Path(data_dir)
     out_dir = Path(out_dir) if out_dir is not None else model_dir
-    model = load_trained_model(model_dir)
-    config_name = "raw" if model.config.input_mode == "text" else "balanced"
+    if probabilities is None:
+        model = load_trained_model(model_dir)
+        config = model.config
+    else:
+        from . import modeling  # noqa: F401  (registers EmoConfig)
+        from transformers import AutoConfig
+
+        model, config = None, AutoConfig.from_pretrained(str(model_dir))
+    config_name = "raw" if config.input_mode == "text" else "balanced"
     data = load_built(data_dir, config_name)
     if split not in data:
         raise ValueError(f"{data_dir} ({config_name}) has no split {split!r}; choose one of {list(data)} (--split).")
     if len(data[split]) == 0:
         raise ValueError(f"The {split!r} split of {data_dir} is empty: nothing to evaluate.")
-    _check_labels(model.config.labels, label_names_of(data[split]), model_dir, data_dir)
+    _check_labels(config.labels, label_names_of(data[split]), model_dir, data_dir)
 
     started = time.time()
-    probs = split_probabilities(model, data[split], batch_size=batch_size, show_progress=show_progress)
+    if model is not None:
+        probs = split_probabilities(model, data[split], batch_size=batch_size, show_progress=show_progress)
+    else:
+        probs = np.load(probabilities)
+        if probs.shape != (len(data[split]), config.num_labels):
+            raise ValueError(f"{probabilities} holds an array of shape {probs.shape}; the {split!r} split of {data_dir} "
+                             f"needs ({len(data[split])}, {config.num_labels}). Pass the {split}_probabilities.npy "
+                             "that `emo-hf evaluate` wrote for this split.")
     predict_seconds = time.time() - started
     y_true = np.asarray(data[split]["labels"], dtype=np.float32)
     info_path = model_dir / TRAINING_INFO_NAME
@@ -135,20 +152,24 @@ def evaluate_model(
     extra = baseline_probabilities(data_dir, split, build.get("encoder"), show_progress) if baselines else None
     report_meta = {
         "model": str(model_dir),
-        "base_model": model.config.backbone_name_or_path,
-        "input_mode": model.config.input_mode,
+        "base_model": config.backbone_name_or_path,
+        "input_mode": config.input_mode,
         "data": str(data_dir),
         "command": "emo-hf " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name in ("emo-hf", "__main__.py") else None,
         "date": time.strftime("%Y-%m-%d"),
         "machine": _machine(),
-        "predict_seconds": round(predict_seconds, 1),
+        "predict_seconds": round(predict_seconds, 1) if model is not None else None,
         "train_seconds": info.get("train_seconds"),
         "threshold_source": "validation (tuned per label at training time)" if val_tuned else "saved in the model",
         **(meta or {}),
     }
-    report = write_report(out_dir, label_names=model.config.labels, split=split, y_true=y_true, probs=probs,
-                          thresholds=np.asarray([model.config.threshold_map()[n] for n in model.config.labels]),
-                          val_tuned=val_tuned, baselines=extra, meta=report_meta)
+    report = write_report(out_dir, label_names=config.labels, split=split, y_true=y_true, probs=probs,
+                          thresholds=np.asarray([config.threshold_map()[n] for n in config.labels]),
+                          val_tuned=val_tuned, baselines=extra, meta={k: v for k, v in report_meta.items() if v is not None})
+    if probabilities is None or Path(probabilities).resolve() != (out_dir / f"{split}_probabilities.npy").resolve():
+        tmp = out_dir / f".{split}_probabilities.tmp.npy"
+        np.save(tmp, np.asarray(probs, dtype=np.float32))
+        os.replace(tmp, out_dir / f"{split}_probabilities.npy")
     if out_dir.resolve() != model_dir.resolve():
         copy_report_into_model(out_dir, model_dir)
     refresh_model_card(model_dir)

@@ -238,3 +238,22 @@ def test_evaluating_on_data_with_other_labels_is_refused(trained, tmp_path):
                   cache_dir=tmp_path / "cache")
     with pytest.raises(ValueError, match=r"predicts .* but the dataset .* has labels \['joy', 'anger'\]"):
         evaluate_model(trained / "model", other, baselines=False, show_progress=False)
+
+
+def test_saved_probabilities_give_the_same_report_without_the_model(trained, goemotions_slice_data, tmp_path):
+    """The GPU workflow: score on the GPU machine, bring back config + thresholds + probabilities, report here."""
+    from emo_hf.pipeline import evaluate_model
+
+    light = tmp_path / "model"
+    light.mkdir()
+    for name in ("config.json", "thresholds.json", "training_info.json"):
+        shutil.copyfile(trained / "model" / name, light / name)
+    report = evaluate_model(light, goemotions_slice_data, out_dir=tmp_path / "eval", baselines=False,
+                            probabilities=trained / "test_probabilities.npy", show_progress=False)
+    original = json.loads((trained / "report.json").read_text())
+    assert report["metrics_tuned"] == pytest.approx(original["metrics_tuned"])
+    assert report["per_label"] == original["per_label"]
+    with pytest.raises(ValueError, match="shape"):
+        np.save(tmp_path / "wrong.npy", np.zeros((3, 15)))
+        evaluate_model(light, goemotions_slice_data, out_dir=tmp_path / "eval", baselines=False,
+                       probabilities=tmp_path / "wrong.npy", show_progress=False)

@@ -18,6 +18,9 @@ def register(subparsers) -> None:
     parser.add_argument("--out", default=None, help="report folder (default: the model folder)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the TF-IDF and embedding baselines")
     parser.add_argument("--batch-size", type=int, default=64, help="prediction batch size")
+    parser.add_argument("--probabilities", default=None,
+                        help="score this saved SPLIT_probabilities.npy instead of running the model (e.g. one written "
+                        "by `emo-hf evaluate` on a GPU machine); MODEL then needs only its config and thresholds")
     parser.set_defaults(func=run)
 
 
@@ -25,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline import evaluate_model
 
     report = evaluate_model(args.model, args.data, args.split, args.out, baselines=not args.no_baselines,
-                            batch_size=args.batch_size)
+                            batch_size=args.batch_size, probabilities=args.probabilities)
     tuned, at_05 = report["metrics_tuned"], report["metrics_at_0.5"]
     print(f"{args.split}: macro-F1 {tuned['macro_f1']:.4f} (validation-tuned thresholds), {at_05['macro_f1']:.4f} at 0.5; "
           f"micro-F1 {tuned['micro_f1']:.4f}; subset accuracy {tuned['subset_accuracy']:.4f}")
