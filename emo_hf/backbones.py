@@ -143,7 +143,10 @@ def load_for_training(
                                                      bnb_4bit_use_double_quant=True,
                                                      bnb_4bit_compute_dtype=torch.bfloat16)
         model = EmoModelForMultiLabel.from_backbone(
-            backbone, dtype=torch.bfloat16 if on_gpu else torch.float32, quantization_config=quantization_config,
+            # Full fine-tuning keeps float32 master weights (bf16 autocast does the speed-up); pure-bf16 weights lose
+            # small AdamW updates. LoRA and 4-bit backbones are frozen, so bfloat16 is fine there.
+            backbone, dtype=torch.bfloat16 if on_gpu and (settings is not None or load_in_4bit) else torch.float32,
+            quantization_config=quantization_config,
             device_map={"": torch.cuda.current_device()} if on_gpu else None, **common)
         base_type = model.config.backbone_config.model_type
         if settings is not None:

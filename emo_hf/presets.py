@@ -93,7 +93,7 @@ PRESETS: dict[str, TrainSettings] = {
     "mpnet-base": TrainSettings(
         preset="mpnet-base",
         backbone="sentence-transformers/all-mpnet-base-v2",
-        lora_r=None, learning_rate=4e-5, epochs=4, batch_size=32, focal_gamma=1.0, bf16=True,
+        lora_r=None, learning_rate=4e-5, epochs=3, batch_size=32, focal_gamma=1.0, bf16=True,
     ),
     # Tests: a tiny randomly initialised Mistral (emo_hf.tiny builds it on first use).
     "tiny-random": TrainSettings(
