@@ -326,8 +326,7 @@ def train(
     train_seconds = time.time() - started
 
     # Thresholds: chosen on validation only, from the restored best checkpoint.
-    val_probs = predict_split_probs(trainer, encoded["validation"])
-    y_val = np.asarray(splits["validation"]["labels"], dtype=np.float32)
+    val_probs, y_val = predict_split_probs(trainer, encoded["validation"])
     thresholds = tune_thresholds(y_val, val_probs)
     model.set_thresholds([float(t) for t in thresholds])
     val_at_05 = multilabel_metrics(y_val, val_probs, 0.5, label_names)
@@ -350,11 +349,16 @@ def train(
     return TrainResult(model_dir, trainer.state.best_model_checkpoint, trainer.state.best_metric, [float(t) for t in thresholds], train_seconds, _headline(val_at_05))
 
 
-def predict_split_probs(trainer, dataset) -> np.ndarray:
-    """Sigmoid probabilities [n, L] for an encoded split, through Trainer's batched, device-placed prediction loop."""
+def predict_split_probs(trainer, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(sigmoid probabilities [n, L], multi-hot labels [n, L]) for an encoded split, through Trainer's prediction loop.
+
+    The labels come back from the same loop: with `group_by_length`, Trainer also length-groups (reorders) the
+    evaluation rows, so the split's own label column would not line up with the predictions.
+    """
     output = trainer.predict(dataset, metric_key_prefix="predict")
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+    labels = output.label_ids[0] if isinstance(output.label_ids, tuple) else output.label_ids
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64))), np.asarray(labels, dtype=np.float32)
 
 
 def save_model_folder(model, model_dir: Path, training_info: dict, data_dir: str | os.PathLike | None = None) -> None:
