@@ -37,7 +37,11 @@ def load_trained_model(model_dir: str | os.PathLike):
         )
     from transformers import AutoModel
 
+    import torch
+
     model = AutoModel.from_pretrained(str(model_dir))
+    if torch.cuda.is_available() and model.get_input_embeddings().weight.device.type == "cpu":
+        model.to("cuda")  # a 4-bit model is placed on the GPU by from_pretrained already
     model.eval()
     return model
 

@@ -5,9 +5,11 @@
 # --probabilities`). Run through the device tool after the model's parts were carried to $HOME/stage (see
 # docs/results.md for the carrying calls); the Hub id resolves offline from a Hugging Face cache folder built here.
 #
-#   bash scripts/gpu_quality.sh DATA_DIR            # DATA_DIR: an `emo-hf data build` folder (raw config is enough)
+#   bash scripts/gpu_quality.sh DATA_DIR [TRAIN FLAGS]   # DATA_DIR: an `emo-hf data build` folder (raw is enough)
+#   bash scripts/gpu_quality.sh .gpu-data/data --epochs 5 --learning-rate 5e-5
 set -euo pipefail
-DATA=${1:?usage: scripts/gpu_quality.sh DATA_DIR}
+DATA=${1:?usage: scripts/gpu_quality.sh DATA_DIR [TRAIN FLAGS]}
+shift
 SHA=f5ca18fa93d62a0d48b34607d75590b8698d896a606acbcefdff687fc23b38cd
 cat "$HOME"/stage/mp.0[0-3] > "$HOME/stage/mpnet.tar"
 echo "$SHA  $HOME/stage/mpnet.tar" | sha256sum -c -
@@ -20,10 +22,11 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 WORK=$HOME/quality
 rm -rf "$WORK"
-/usr/bin/time -v python -m emo_hf train --data "$DATA" --preset mpnet-base --out "$WORK" 2>&1 \
+/usr/bin/time -v python -m emo_hf train --data "$DATA" --preset mpnet-base --out "$WORK" "$@" 2>&1 \
   | tr '\r' '\n' | grep -v -E "^\s*[0-9]+%\|" | tail -80 > "$OUT/train.log" || { tail -40 "$OUT/train.log"; exit 1; }
 tail -15 "$OUT/train.log"
 python -m emo_hf evaluate "$WORK/model" --data "$DATA" --no-baselines --out "$OUT/eval" 2>&1 | tail -5
+rm -f "$OUT"/eval/*.png "$OUT/eval/report.md"  # remade on the CPU side; the device returns a few files only
+# What the CPU-side report needs (the weights stay: 440 MB): config, thresholds, provenance.
 mkdir -p "$OUT/model"
-find "$WORK/model" -maxdepth 1 -type f ! -name backbone.safetensors ! -name "*.safetensors" -exec cp {} "$OUT/model/" \;
-cp "$WORK/model/head.safetensors" "$OUT/model/" 2>/dev/null || true
+cp "$WORK/model/config.json" "$WORK/model/thresholds.json" "$WORK/model/training_info.json" "$OUT/model/"
