@@ -46,18 +46,13 @@ def tiny_mistral_dir(tmp_path_factory):
 def goemotions_slice_data(tmp_path_factory):
     """A dataset folder built by `build_dataset` from the first rows of the REAL GoEmotions files (400 train, 200
     dev, 200 test), with ISMOTE balancing to 30 positives per label: small enough to train on in seconds."""
-    from goemotions_path import SKIP_REASON, goemotions_dir
+    from goemotions_path import SKIP_REASON, goemotions_dir, write_goemotions_slice
 
-    source = goemotions_dir()
-    if source is None:
+    if goemotions_dir() is None:
         pytest.skip(SKIP_REASON)
     from emo_hf.data.builder import build_dataset
 
-    sliced = tmp_path_factory.mktemp("goemotions-slice")
-    (sliced / "labels.txt").write_bytes((source / "labels.txt").read_bytes())
-    for name, rows in (("train.tsv", 400), ("dev.tsv", 200), ("test.tsv", 200)):
-        lines = (source / name).read_text(encoding="utf-8").splitlines(keepends=True)[:rows]
-        (sliced / name).write_text("".join(lines), encoding="utf-8")
+    sliced = write_goemotions_slice(tmp_path_factory.mktemp("goemotions-slice"), 400, 200, 200)
     out = tmp_path_factory.mktemp("slice-build") / "data"
     build_dataset(sliced, out, target_per_label=30, cache_dir=tmp_path_factory.mktemp("slice-embeddings"),
                   show_progress=False)

@@ -15,17 +15,11 @@ ONLY = ["text-none", "text-bce", "embedding-ismote"]
 
 @pytest.fixture(scope="module")
 def slice_source(tmp_path_factory):
-    from goemotions_path import SKIP_REASON, goemotions_dir
+    from goemotions_path import SKIP_REASON, goemotions_dir, write_goemotions_slice
 
-    source = goemotions_dir()
-    if source is None:
+    if goemotions_dir() is None:
         pytest.skip(SKIP_REASON)
-    sliced = tmp_path_factory.mktemp("ablation-source")
-    (sliced / "labels.txt").write_bytes((source / "labels.txt").read_bytes())
-    for name, rows in (("train.tsv", 300), ("dev.tsv", 100), ("test.tsv", 100)):
-        lines = (source / name).read_text(encoding="utf-8").splitlines(keepends=True)[:rows]
-        (sliced / name).write_text("".join(lines), encoding="utf-8")
-    return sliced
+    return write_goemotions_slice(tmp_path_factory.mktemp("ablation-source"), 300, 100, 100)
 
 
 def _ablate(source, out):

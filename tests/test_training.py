@@ -234,14 +234,10 @@ def test_evaluating_on_data_with_other_labels_is_refused(trained, tmp_path):
     from emo_hf.data.builder import build_dataset
     from emo_hf.pipeline import evaluate_model
 
-    from goemotions_path import goemotions_dir
+    from goemotions_path import write_goemotions_slice
 
     other = tmp_path / "other"
-    sliced = tmp_path / "src"
-    sliced.mkdir()
-    for name, rows in (("labels.txt", None), ("train.tsv", 200), ("dev.tsv", 50), ("test.tsv", 50)):
-        lines = (goemotions_dir() / name).read_text(encoding="utf-8").splitlines(keepends=True)
-        (sliced / name).write_text("".join(lines[:rows] if rows else lines), encoding="utf-8")
+    sliced = write_goemotions_slice(tmp_path / "src", 200, 50, 50)
     build_dataset(sliced, other, labels=["joy", "anger"], balance="none", show_progress=False,
                   cache_dir=tmp_path / "cache")
     with pytest.raises(ValueError, match=r"predicts .* but the dataset .* has labels \['joy', 'anger'\]"):
