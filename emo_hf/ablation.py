@@ -138,8 +138,8 @@ def ensure_data(source, out: Path, balances: list[str], *, target_per_label: int
                 train_subset: int | None, cache_dir=None, show_progress: bool = True) -> dict[str, Path]:
     """Build OUT/data-<balance> for each balance that is not built yet -> {balance: folder}.
 
-    The source is loaded once; with `train_subset` its train split is cut to the seeded subset first. On a GPU the
-    sentence vectors are computed there once (into the embedding cache) before the builds, which then read the cache.
+    The source is loaded once; with `train_subset` its train split is cut to the seeded subset first. The first build
+    fills the embedding cache (on the GPU when there is one); the others read it.
     """
     folders = {b: out / f"data-{b}" for b in balances}
     missing = [b for b in balances if not (folders[b] / "build_info.json").is_file()]
@@ -149,7 +149,6 @@ def ensure_data(source, out: Path, balances: list[str], *, target_per_label: int
         return folders
 
     from .data.builder import _load_source, build_dataset
-    from .data.loading import SPLITS, column_values
 
     dataset, _, _ = _load_source(source, None, seed)
     keep = subset_indices(len(dataset["train"]), train_subset, seed)
@@ -158,7 +157,6 @@ def ensure_data(source, out: Path, balances: list[str], *, target_per_label: int
     for b in balances:
         if b not in missing:
             _data_matches(folders[b], b, target_per_label, seed, len(dataset["train"]))
-    _embed_on_gpu([t for split in SPLITS for t in column_values(dataset[split], "text")], cache_dir, show_progress)
     for b in missing:
         started = time.time()
         # the original source (for the folder's provenance) unless rows were cut: then the cut DatasetDict
@@ -166,20 +164,6 @@ def ensure_data(source, out: Path, balances: list[str], *, target_per_label: int
                       keep_no_emotion=KEEP_NO_EMOTION, seed=seed, cache_dir=cache_dir, show_progress=show_progress)
         print(f"data-{b}: built in {time.time() - started:.0f} s", flush=True)
     return folders
-
-
-def _embed_on_gpu(texts: list[str], cache_dir, show_progress: bool) -> None:
-    """Fill the embedding cache on the GPU (build_dataset embeds on the CPU); a no-op without CUDA."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return
-    from .data.embedding import DEFAULT_ENCODER, embed_texts, load_encoder
-
-    started = time.time()
-    embed_texts(texts, encoder=DEFAULT_ENCODER, cache_dir=cache_dir, batch_size=256, show_progress=show_progress,
-                model=load_encoder(DEFAULT_ENCODER, device="cuda"))
-    print(f"sentence embeddings of {len(texts):,} texts on the GPU in {time.time() - started:.0f} s", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------- variants

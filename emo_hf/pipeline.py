@@ -118,7 +118,7 @@ def evaluate_model(
     """
     from .data.builder import load_built
     from .evaluation import write_report
-    from .trainer import TRAINING_INFO_NAME, label_names_of
+    from .trainer import TRAINING_INFO_NAME, _build_info, _device_name, label_names_of
 
     model_dir, data_dir = Path(model_dir), Path(data_dir)
     out_dir = Path(out_dir) if out_dir is not None else model_dir
@@ -152,7 +152,7 @@ def evaluate_model(
     info_path = model_dir / TRAINING_INFO_NAME
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     val_tuned = (info.get("selection") or {}).get("threshold_split") == "validation"
-    build = json.loads((data_dir / "build_info.json").read_text()) if (data_dir / "build_info.json").is_file() else {}
+    build = _build_info(data_dir) or {}
     extra = baseline_probabilities(data_dir, split, build.get("encoder"), show_progress) if baselines else None
     report_meta = {
         "model": str(model_dir),
@@ -161,7 +161,7 @@ def evaluate_model(
         "data": str(data_dir),
         "command": "emo-hf " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name in ("emo-hf", "__main__.py") else None,
         "date": time.strftime("%Y-%m-%d"),
-        "machine": _machine(),
+        "machine": _device_name(),
         "predict_seconds": round(predict_seconds, 1) if model is not None else None,
         "train_seconds": info.get("train_seconds"),
         "threshold_source": "validation (tuned per label at training time)" if val_tuned else "saved in the model",
@@ -214,7 +214,7 @@ def run_pipeline(
     """
     from .data.builder import build_dataset
     from .presets import get_preset
-    from .trainer import train
+    from .trainer import _device_name, train
 
     out = Path(out)
     timings: dict[str, float] = {}
@@ -239,11 +239,5 @@ def run_pipeline(
                             meta={"preset": settings.preset})
     timings["evaluate_seconds"] = round(time.time() - started, 1)
     (out / "run_info.json").write_text(json.dumps({"timings": timings, "settings": settings.to_dict(),
-                                                   "date": time.strftime("%Y-%m-%d"), "machine": _machine()}, indent=2))
+                                                   "date": time.strftime("%Y-%m-%d"), "machine": _device_name()}, indent=2))
     return report
-
-
-def _machine() -> str:
-    from .trainer import _device_name
-
-    return _device_name()

@@ -355,10 +355,12 @@ def predict_split_probs(trainer, dataset) -> tuple[np.ndarray, np.ndarray]:
     The labels come back from the same loop: with `group_by_length`, Trainer also length-groups (reorders) the
     evaluation rows, so the split's own label column would not line up with the predictions.
     """
+    from .metrics import sigmoid
+
     output = trainer.predict(dataset, metric_key_prefix="predict")
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
     labels = output.label_ids[0] if isinstance(output.label_ids, tuple) else output.label_ids
-    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64))), np.asarray(labels, dtype=np.float32)
+    return sigmoid(logits), np.asarray(labels, dtype=np.float32)
 
 
 def save_model_folder(model, model_dir: Path, training_info: dict, data_dir: str | os.PathLike | None = None) -> None:

@@ -2,8 +2,10 @@
 # The GPU quality run (docs/results.md): all-mpnet-base-v2 fully fine-tuned in text mode (`--preset mpnet-base`) on the
 # GoEmotions train split, best epoch and per-label thresholds chosen on validation, probabilities on the official test
 # split written to $OUT for the report (baselines and plots are made on the CPU machine with `emo-hf evaluate
-# --probabilities`). Run through the device tool after the model's parts were carried to $HOME/stage (see
-# docs/results.md for the carrying calls); the Hub id resolves offline from a Hugging Face cache folder built here.
+# --probabilities`). The model cannot be downloaded there and a device call carries at most 64 MiB, so an fp16 copy of
+# all-mpnet-base-v2 (a 219,729,920-byte tar, sha256 below) was split into mp.00 .. mp.03 and carried in consecutive
+# warm calls, each copying its part to $HOME/stage (/work/shared/gpu/README.md, "Carrying more than 64 MiB"); this
+# script joins them and builds a Hugging Face cache folder, so the Hub id resolves offline.
 #
 #   bash scripts/gpu_quality.sh DATA_DIR [TRAIN FLAGS]   # DATA_DIR: an `emo-hf data build` folder (raw is enough)
 #   bash scripts/gpu_quality.sh .gpu-data/data --epochs 5 --learning-rate 5e-5

@@ -67,11 +67,13 @@ def _write_shard(folder: Path, keys: list[str], vectors: np.ndarray) -> None:
 
 
 def load_encoder(encoder: str = DEFAULT_ENCODER, device: str | None = None):
-    """A `SentenceTransformer` for a Hub id or local folder (bundled offline copies are used when installed)."""
+    """A `SentenceTransformer` for a Hub id or local folder (bundled offline copies are used when installed), on the
+    GPU when there is one unless `device` says otherwise."""
+    import torch
     from sentence_transformers import SentenceTransformer
 
     location, _ = resolve_pretrained(encoder)
-    return SentenceTransformer(location, device=device or "cpu")
+    return SentenceTransformer(location, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def embed_texts(
