@@ -6,6 +6,7 @@
     emo-hf run --out runs/default
     emo-hf export runs/default/model runs/export
     emo-hf push runs/default/model --repo-id ORG/NAME
+    emo-hf predict runs/default/model --input texts.csv --output texts.pred.csv
 
 Each subcommand lives in `emo_hf/commands/<name>.py` with `register(subparsers)` and `run(args)`; those modules
 import nothing heavy at the top, so `emo-hf --help` stays fast and one command's dependencies don't slow another.
@@ -27,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "ablate": "ablate",
     "export": "export",
     "push": "push",
+    "predict": "predict",
 }
 
 

@@ -541,7 +541,10 @@ class EmoModelForMultiLabel(PreTrainedModel):
         try:
             config = self.config
             config.architectures = [type(self).__name__]
-            config.auto_map = {"AutoConfig": "configuration.EmoConfig", "AutoModel": "modeling.EmoModelForMultiLabel"}
+            # AutoModelForSequenceClassification too: transformers' pipeline("text-classification") and the Hub's
+            # widgets load that class (as SpanMarker / SetFit map their task classes).
+            config.auto_map = {"AutoConfig": "configuration.EmoConfig", "AutoModel": "modeling.EmoModelForMultiLabel",
+                               "AutoModelForSequenceClassification": "modeling.EmoModelForMultiLabel"}
             config.save_pretrained(tmp)
             (tmp / THRESHOLDS_FILE).write_text(json.dumps(config.threshold_map(), indent=2) + "\n")
             head = {f"score.{k}": v for k, v in self.score.state_dict().items()}
@@ -743,6 +746,9 @@ class EmoModelForMultiLabel(PreTrainedModel):
 if __name__ == "emo_hf.modeling":
     # Inside the emo_hf package (not in a trust_remote_code copy): `AutoModel.from_pretrained(folder)` finds this class.
     from transformers import AutoConfig as _AutoConfig
+    from transformers import AutoModelForSequenceClassification as _AutoModelForSequenceClassification
 
     _AutoConfig.register(EmoConfig.model_type, EmoConfig, exist_ok=True)
     AutoModel.register(EmoConfig, EmoModelForMultiLabel, exist_ok=True)
+    # pipeline("text-classification", model=folder) loads AutoModelForSequenceClassification.
+    _AutoModelForSequenceClassification.register(EmoConfig, EmoModelForMultiLabel, exist_ok=True)
