@@ -33,17 +33,17 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .chunked_input import FORMATS, PARSE_ERROR, InputSource
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_ROWS = 4096  # rows per chunk: the length-sort window and the unit of --resume
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 
@@ -64,121 +64,6 @@ class PredictSummary:
     @property
     def texts_per_second(self) -> float:
         return self.predicted / self.seconds if self.seconds > 0 else 0.0
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Reading the input in chunks
-# ----------------------------------------------------------------------------------------------------------------------
-class InputSource:
-    """One input (file, `datasets` folder or Hub dataset), read as pandas DataFrames of at most `chunk_rows` rows."""
-
-    def __init__(self, source: str | os.PathLike, *, split: str | None = None, config_name: str | None = None):
-        self.source, self.split, self.config_name = str(source), split, config_name
-        path = Path(self.source).expanduser()
-        self.path = path
-        if path.is_file():
-            self.kind = FORMATS.get(path.suffix.lower())
-            if self.kind is None:
-                raise ValueError(f"{path}: unsupported input type {path.suffix!r}; use .csv, .tsv, .jsonl or "
-                                 ".parquet (or a datasets folder / Hub dataset id with --split).")
-        elif path.is_dir() or ("/" in self.source and not path.exists() and not self.source.startswith((".", "/"))):
-            self.kind = "datasets"
-        else:
-            raise FileNotFoundError(f"{self.source} does not exist; pass a CSV, TSV, JSONL or parquet file, a "
-                                    "datasets folder or a Hub dataset id.")
-        self._dataset = None
-
-    # -- datasets ------------------------------------------------------------------------------------------------------
-    def dataset(self):
-        """The `datasets.Dataset` of a folder (save_to_disk or load_dataset layout) or Hub id, memory-mapped."""
-        if self._dataset is None:
-            import datasets
-
-            saved = self.path.is_dir() and any((self.path / name).is_file() for name in ("state.json",
-                                                                                            "dataset_dict.json"))
-            if saved:  # Dataset.save_to_disk / DatasetDict.save_to_disk layout
-                loaded = datasets.load_from_disk(str(self.path))
-            else:
-                loaded = datasets.load_dataset(self.source, self.config_name, split=self.split)
-            if isinstance(loaded, datasets.DatasetDict):
-                if self.split is None or self.split not in loaded:
-                    raise ValueError(f"{self.source} has splits {sorted(loaded)}: pick one with --split, e.g. "
-                                     f"--split {sorted(loaded)[-1]}.")
-                loaded = loaded[self.split]
-            self._dataset = loaded
-        return self._dataset
-
-    def total_rows(self) -> int | None:
-        """The number of rows when it is known without reading the data (parquet metadata, datasets), else None."""
-        if self.kind == "parquet":
-            import pyarrow.parquet as pq
-
-            return pq.ParquetFile(self.path).metadata.num_rows
-        if self.kind == "datasets":
-            return self.dataset().num_rows
-        return None
-
-    def fingerprint(self) -> str:
-        """Identifies the input's content for --resume: size + SHA-256 of its first and last MiB (a file), or the
-        dataset's own fingerprint. Hashing a whole multi-GB file would cost more than a resume saves."""
-        if self.kind == "datasets":
-            return f"datasets:{self.dataset()._fingerprint}"
-        size = self.path.stat().st_size
-        digest = hashlib.sha256(str(size).encode())
-        with open(self.path, "rb") as handle:
-            digest.update(handle.read(1 << 20))
-            if size > 2 << 20:
-                handle.seek(size - (1 << 20))
-                digest.update(handle.read())
-        return f"file:{size}:{digest.hexdigest()}"
-
-    def chunks(self, chunk_rows: int) -> Iterator["Any"]:
-        """DataFrames of at most `chunk_rows` rows, in input order (the last may be shorter)."""
-        import pandas as pd
-
-        if self.kind in ("csv", "tsv"):
-            try:
-                # dtype=str + no NA parsing: every cell comes back exactly as written ("" stays "", "NA" stays "NA").
-                reader = pd.read_csv(self.path, sep="\t" if self.kind == "tsv" else ",", dtype=str,
-                                     keep_default_na=False, na_filter=False, chunksize=chunk_rows, encoding="utf-8")
-                yield from reader
-            except pd.errors.EmptyDataError:
-                raise ValueError(f"{self.path} is empty; it needs a header line and rows.") from None
-            except (pd.errors.ParserError, UnicodeDecodeError) as error:
-                raise ValueError(f"{self.path}: cannot be read as {self.kind.upper()} ({error}); quote fields that "
-                                 "contain the delimiter, and save it as UTF-8.") from None
-        elif self.kind == "parquet":
-            import pyarrow.parquet as pq
-
-            for batch in pq.ParquetFile(self.path).iter_batches(batch_size=chunk_rows):
-                yield batch.to_pandas()
-        elif self.kind == "jsonl":
-            yield from self._jsonl_chunks(chunk_rows)
-        else:
-            for batch in self.dataset().iter(batch_size=chunk_rows):
-                yield pd.DataFrame(batch)
-
-    def _jsonl_chunks(self, chunk_rows: int) -> Iterator["Any"]:
-        import pandas as pd
-
-        records: list[dict] = []
-        with open(self.path, encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                    if not isinstance(record, dict):
-                        raise ValueError(f"a JSON {type(record).__name__}, not an object")
-                except ValueError as error:  # JSONDecodeError included: keep the row, say why (one bad line
-                    # never loses the file)
-                    record = {"__error__": f"line {line_number} is not a JSON object ({error})"}
-                records.append(record)
-                if len(records) == chunk_rows:
-                    yield pd.DataFrame.from_records(records)
-                    records = []
-        if records:
-            yield pd.DataFrame.from_records(records)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -205,7 +90,7 @@ def predict_frame(model: Any, frame: Any, *, text_column: str, thresholds: np.nd
     labels = list(model.config.labels)
     n = len(frame)
     errors: list[str | None] = [None] * n
-    parse_errors = frame.pop("__error__").tolist() if "__error__" in frame.columns else [None] * n
+    parse_errors = frame.pop(PARSE_ERROR).tolist() if PARSE_ERROR in frame.columns else [None] * n
     values = frame[text_column].tolist() if text_column in frame.columns else [None] * n
     for i, (value, parse_error) in enumerate(zip(values, parse_errors)):
         errors[i] = parse_error if isinstance(parse_error, str) else text_problem(value)
@@ -333,7 +218,10 @@ def predict_file(model: str | os.PathLike | Any, input: str | os.PathLike, outpu
     if first is None:
         raise ValueError(f"{source.source} has no rows to predict.")
     _check_columns(first, text_column, labels, column_prefix, source)
-    _prepare_parts(parts, manifest, resume=resume, rank=rank)  # every process checks; only process 0 writes
+    keep = _check_parts(parts, manifest, resume=resume)  # every process decides the same, from the same files
+    barrier()  # ... before process 0 changes them
+    if rank == 0:
+        _prepare_parts(parts, manifest, keep=keep)
     barrier()
 
     start = time.perf_counter()
@@ -372,8 +260,8 @@ def predict_file(model: str | os.PathLike | Any, input: str | os.PathLike, outpu
 
 
 def _check_columns(frame: Any, text_column: str, labels: list[str], prefix: str, source: InputSource) -> None:
-    columns = [c for c in frame.columns if c != "__error__"]
-    if text_column not in columns and "__error__" not in frame.columns:
+    columns = [c for c in frame.columns if c != PARSE_ERROR]
+    if text_column not in columns and PARSE_ERROR not in frame.columns:
         raise ValueError(f"{source.source} has no text column {text_column!r}; its columns are {columns}. Pass "
                          f"--text-column {columns[0] if columns else 'NAME'}.")
     clashes = [c for c in (*labels, "labels", "error") if prefix + c in columns]
@@ -382,33 +270,35 @@ def _check_columns(frame: Any, text_column: str, labels: list[str], prefix: str,
                          f"predictions would overwrite; pass --column-prefix pred_ (or rename those columns).")
 
 
-def _prepare_parts(parts: Path, manifest: dict, *, resume: bool, rank: int) -> None:
-    """Check (every process) then create or clear (process 0) the parts folder of an earlier or a new run."""
-    manifest_file = parts / MANIFEST
-    keep = False
-    if parts.is_dir():
-        try:
-            previous = json.loads(manifest_file.read_text())
-        except (OSError, ValueError):
-            previous = None
-        if previous is None:
-            raise ValueError(f"{parts} exists but has no readable {MANIFEST}: it is not an emo-hf predict run's "
-                             "parts folder. Move it away, or pick another --output.")
+def _check_parts(parts: Path, manifest: dict, *, resume: bool) -> bool:
+    """Whether the parts folder of an interrupted run is to be kept (--resume, same input and settings); raises
+    when it cannot be used. Reads only: every process runs it."""
+    if not parts.is_dir():
         if resume:
-            changed = sorted(k for k in set(previous) | set(manifest) if previous.get(k) != manifest.get(k))
-            if changed:
-                raise ValueError(f"--resume: the interrupted run in {parts} used different {changed} (input, model "
-                                 "or settings changed); rerun without --resume to start over.")
-            keep = True
-    elif resume:
-        logger.info("--resume: no interrupted run at %s; starting from the first row.", parts)
-    if rank != 0:
-        return
+            logger.info("--resume: no interrupted run at %s; starting from the first row.", parts)
+        return False
+    try:
+        previous = json.loads((parts / MANIFEST).read_text())
+    except (OSError, ValueError):
+        raise ValueError(f"{parts} exists but has no readable {MANIFEST}: it is not an emo-hf predict run's parts "
+                         "folder. Move it away, or pick another --output.") from None
+    if not resume:
+        return False
+    changed = sorted(k for k in set(previous) | set(manifest) if previous.get(k) != manifest.get(k))
+    if changed:
+        raise ValueError(f"--resume: the interrupted run in {parts} used different {changed} (input, model or "
+                         "settings changed); rerun without --resume to start over.")
+    return True
+
+
+def _prepare_parts(parts: Path, manifest: dict, *, keep: bool) -> None:
+    """Process 0: keep the interrupted run's parts, or start a fresh parts folder (an earlier run's, identified by
+    its manifest, is replaced: this tool wrote it)."""
     if keep:
         done = len(list(parts.glob("chunk-*.parquet")))
         logger.info("--resume: %d finished chunk(s) of %d rows found in %s.", done, manifest["chunk_rows"], parts)
         return
-    if parts.is_dir():  # an earlier run's parts (its manifest says so): this run starts over
+    if parts.is_dir():
         shutil.rmtree(parts)
     parts.mkdir(parents=True)
     (parts / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -486,5 +376,5 @@ def summary_line(summary: PredictSummary) -> str:
     return text + "."
 
 
-__all__ = ["DEFAULT_CHUNK_ROWS", "InputSource", "PredictSummary", "load_predictor", "predict_file", "predict_frame",
+__all__ = ["DEFAULT_CHUNK_ROWS", "PredictSummary", "load_predictor", "predict_file", "predict_frame",
            "summary_line", "text_problem"]
