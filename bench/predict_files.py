@@ -163,7 +163,8 @@ def bench_speed(args: argparse.Namespace) -> None:
         results.append((variant, result))
         print(f"{variant}: {result['summary']} macro-F1 {result['macro_f1']:.4f}", flush=True)
     base = results[0][1]["texts_per_s"]
-    print(f"\n{len(rows):,} rows, batch size {args.batch_size}, model {model_dir}\n")
+    print(f"\n{len(rows):,} rows, batch size {args.batch_size}, threads {os.environ.get('OMP_NUM_THREADS', 'default')}, "
+          f"model {model_dir}\n")
     print("| variant | wall (s) | texts/s | vs first | test macro-F1 (tuned thresholds) |\n|---|---:|---:|---:|---:|")
     for variant, result in results:
         print(f"| {variant} | {result['wall_s']:.0f} | {result['texts_per_s']:.1f} | "
@@ -183,7 +184,11 @@ def main() -> None:
     speed.add_argument("--rows", type=int, default=None, help="only this many rows (test rows first): smoke run")
     speed.add_argument("--batch-size", type=int, default=32)
     speed.add_argument("--work", default=None, help="folder for the input, exports and outputs (kept)")
+    speed.add_argument("--threads", type=int, default=None,
+                       help="OMP_NUM_THREADS for every variant (torch and onnxruntime alike); default: theirs")
     args = parser.parse_args()
+    if getattr(args, "threads", None):
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by every predict child process
     bench_memory(args) if args.bench == "memory" else bench_speed(args)
 
 

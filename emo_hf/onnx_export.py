@@ -73,6 +73,8 @@ class OnnxEmoClassifier:
         # config= skips AutoConfig's lookup of config.json (emo_multilabel), as modeling._load_saved_tokenizer does
         self.tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(str(self.folder), config=self.config))
         options = ort.SessionOptions()
+        # OMP_NUM_THREADS, as torch reads it (onnxruntime's own pool ignores it): one knob for both engines
+        intra_op_threads = intra_op_threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
         if intra_op_threads:
             options.intra_op_num_threads = intra_op_threads
         self.session = ort.InferenceSession(str(self.folder / ONNX_FILE), options,
