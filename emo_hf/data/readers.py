@@ -12,6 +12,8 @@ and then every record is checked:
 - a record must lie on one physical line: a field holding a line break is refused (it is what a stray quote makes;
   texts that really hold line breaks belong in JSONL or parquet, where a newline is written `\\n`);
 - in a TSV, a field holding a tab is refused (the same stray quote, on one line);
+- a bare carriage return (`\\r` not followed by `\\n`) is refused: csv ends a line there, so a text holding one that
+  was written without quotes (csv.writer quotes only the characters of its own line terminator) is split in two;
 - a malformed quote (`"ab"c`) is refused (`strict` parsing), as is a record with the wrong number of fields;
 - the records read are counted against the file's non-blank physical lines, counted without the parser: a
   mismatch stops the read.
@@ -32,6 +34,7 @@ from pathlib import Path
 # The line breaks csv (through io.StringIO(newline="")) ends a record on; str.splitlines would also split on \x0b,
 # \x1c, \u2028, ... which are ordinary characters inside a text.
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_BARE_CR = re.compile(r"\r(?!\n)")
 _FIX_QUOTES = ('write a literal quote inside a quoted field as "" (e.g. "He said ""hi""") or remove the stray quote')
 
 
@@ -72,6 +75,14 @@ def read_delimited(
     """
     text = decode(path) if text is None else text
     kind = "TSV" if delimiter == "\t" else "CSV"
+    bare = _BARE_CR.search(text)
+    if bare:  # csv would end a record there: a text holding \r written without quotes splits its row in two
+        line = len(_LINE_BREAK.findall(text, 0, bare.start())) + 1
+        raise ValueError(
+            f"{path}: line {line} holds a bare carriage return (\\r without \\n), which ends a {kind} line: a text "
+            f"holding \\r written without quotes splits its row in two. Remove the \\r (or quote the field); a file with "
+            f"old Mac line endings: convert them to \\n."
+        )
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     records: list[tuple[int, list[str]]] = []
     names: list[str] | None = None
