@@ -174,25 +174,28 @@ def export_model(model_dir: str | Path, out: str | Path, *, repo_id: str | None 
     if config.get("input_mode") == "embedding" and encoder and not _is_hub_id(encoder):
         logger.warning("The sentence encoder is the local path %r: predict() elsewhere needs the same encoder "
                        "(set encoder_name in config.json to its Hub id).", encoder)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-emo-export-{out.name}-", dir=out.parent))
+    from .atomic import make_temp_dir, remove_stale_temps, replace_dir, respect_umask
+    from .checkpoints import check_out_dir, fault_point
+
+    if not out.exists():
+        check_out_dir(out, known=(), flag="OUT")  # a place this user can write to, before any copying
+    prefixes = (f".tmp-emo-export-{out.name}-", f".tmp-emo-export-old-{out.name}-")
+    remove_stale_temps(out.parent, prefixes)  # what an export killed earlier left next to OUT
+    staging = make_temp_dir(out.parent, prefixes[0])
     try:
         files = exported_files(model_dir)
         for name in files:
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(model_dir / name, staging / name)
+            fault_point("export.copy")
         write_model_card(staging, repo_id=repo_id)
         left_out = sorted({p.relative_to(model_dir).parts[0] for p in model_dir.rglob("*") if p.is_file()}
                           - {Path(name).parts[0] for name in files} - {"README.md"})
         if left_out:
             logger.info("Not exported (not part of a trained model): %s", ", ".join(left_out))
-        if out.exists():
-            previous = out.with_name(f".tmp-emo-export-old-{out.name}-{os.getpid()}")
-            os.replace(out, previous)
-            os.replace(staging, out)
-            shutil.rmtree(previous, ignore_errors=True)
-        else:
-            os.replace(staging, out)
+        respect_umask(staging)  # copy2 keeps the source's modes (0600 safetensors of older saves)
+        fault_point("export.staged")
+        replace_dir(staging, out, prefixes[1])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("Exported %d files and README.md to %s", len(files), out)

@@ -239,6 +239,16 @@ def load_lora_adapter(backbone: nn.Module, folder: Path) -> None:
     backbone.load_state_dict(state, strict=False)
 
 
+def _respect_umask(folder: Path) -> None:
+    """Give `folder` and everything in it the modes the umask asks for (0755 / 0644 under umask 022): safetensors
+    writes its files 0600 and mkdtemp makes 0700, whatever the umask."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # The model
 # ----------------------------------------------------------------------------------------------------------------------
@@ -537,7 +547,8 @@ class EmoModelForMultiLabel(PreTrainedModel):
         if not save_base_weights and not has_lora and not self.config.backbone_name_or_path:
             raise ValueError("Neither LoRA nor backbone_name_or_path: the backbone could not be rebuilt. Use "
                              "save_pretrained(dir, save_base_weights=True).")
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-emo-save-", dir=target.parent))
+        # the pid in the name lets the next run remove it if this process is killed (emo_hf.atomic)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-emo-save-{os.getpid()}-", dir=target.parent))
         try:
             config = self.config
             config.architectures = [type(self).__name__]
@@ -578,6 +589,7 @@ class EmoModelForMultiLabel(PreTrainedModel):
                     (target / name).unlink()
             if (target / ADAPTER_DIR).is_dir():
                 shutil.rmtree(target / ADAPTER_DIR)
+            _respect_umask(tmp)
             for path in sorted(tmp.iterdir()):
                 os.replace(path, target / path.name)
         finally:

@@ -212,15 +212,23 @@ def run_pipeline(
     An existing complete dataset folder is reused (the build is seeded and deterministic, so rebuilding gives the
     same files); an interrupted training run continues with `resume=True`.
     """
-    from .data.builder import build_dataset
+    from .checkpoints import check_out_dir, cleanup_on_failure
     from .presets import get_preset
-    from .trainer import _device_name, train
 
-    out = Path(out)
+    out = check_out_dir(out)  # before the data build: a folder of the user's is refused in seconds, not hours
     timings: dict[str, float] = {}
     settings = settings or get_preset("minilm")
     data_dir = Path(data_dir) if data_dir is not None else out / "data"
     started = time.time()
+    with cleanup_on_failure(out, keep=("data",)):  # a finished data build is kept for the rerun
+        return _run(source, out, settings, data_dir, resume, baselines, show_progress, timings, started)
+
+
+def _run(source, out: Path, settings, data_dir: Path, resume: bool, baselines: bool, show_progress: bool,
+         timings: dict[str, float], started: float) -> dict[str, Any]:
+    from .data.builder import build_dataset
+    from .trainer import _device_name, train
+
     if not (data_dir / "build_info.json").is_file():
         if source is None:
             raise ValueError("No data: pass --source (the GoEmotions folder, a CSV/JSONL/parquet file or a Hub id), "

@@ -163,6 +163,8 @@ class TextCollator:
 def _make_trainer_class():
     from transformers import Trainer, TrainerCallback
 
+    from .checkpoints import fault_point, save_checkpoint_atomically
+
     class NonFiniteLossCallback(TrainerCallback):
         """Stops at the first logged NaN/inf loss; checked at logging steps so no extra host sync per step."""
 
@@ -187,6 +189,16 @@ def _make_trainer_class():
             output_dir = output_dir or self.args.output_dir
             os.makedirs(output_dir, exist_ok=True)
             self.model.save_pretrained(output_dir)
+            fault_point("checkpoint.model_saved")
+
+        # A checkpoint is complete or absent: written into a staging folder, then renamed (emo_hf.checkpoints).
+        _emo_staging: str | None = None
+
+        def _get_output_dir(self, trial) -> str:
+            return self._emo_staging or super()._get_output_dir(trial)
+
+        def _save_checkpoint(self, model, trial) -> None:
+            save_checkpoint_atomically(self, super()._save_checkpoint, model, trial)
 
         def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
             (model or self.model).load_trained_weights(resume_from_checkpoint)
@@ -199,9 +211,9 @@ def _make_trainer_class():
 
 
 def _last_checkpoint(output_dir: str) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    from .checkpoints import newest_complete_checkpoint
 
-    return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    return newest_complete_checkpoint(output_dir)
 
 
 def build_model(settings: TrainSettings, label_names: list[str], encoder: dict | None = None):
@@ -240,9 +252,19 @@ def train(
 ) -> TrainResult:
     """Train on `data_dir`, keep the best epoch by validation macro-F1, tune thresholds on validation, save `out/model`.
 
-    `resume=True` continues from the last checkpoint under `out/checkpoints` (model, optimiser, scheduler, RNG and
-    data order), with the settings the run started with. `callbacks` are extra transformers `TrainerCallback`s.
+    `resume=True` continues from the newest complete checkpoint under `out/checkpoints` (model, optimiser,
+    scheduler, RNG and data order), with the settings the run started with. `callbacks` are extra transformers
+    `TrainerCallback`s. A run that fails before its first checkpoint leaves nothing behind (emo_hf.checkpoints).
     """
+    from .checkpoints import cleanup_on_failure, prepare_train_out
+
+    prepare_train_out(out_dir, resume=resume)  # before any work; removes a killed run's temp folders
+    with cleanup_on_failure(out_dir):
+        return _train(data_dir, out_dir, settings, resume=resume, show_progress=show_progress, callbacks=callbacks)
+
+
+def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_progress: bool,
+           callbacks: list | None) -> TrainResult:
     import torch
     from transformers import EarlyStoppingCallback, TrainingArguments
 
@@ -258,7 +280,7 @@ def train(
         if saved is not None and saved != settings.to_dict():
             logger.warning("--resume: using the settings the run started with (%s), not the ones given now.", out_dir / "train_settings.json")
             settings = TrainSettings(**saved)
-    elif checkpoints.is_dir() and any(checkpoints.iterdir()):
+    elif _last_checkpoint(str(checkpoints)) is not None:
         raise FileExistsError(
             f"{checkpoints} already holds checkpoints. Continue that run with --resume, or pick a new --out."
         )
@@ -278,6 +300,8 @@ def train(
     else:
         encoded = _embedding_columns(eval_splits)
         collator = EmbeddingCollator()
+
+    from .checkpoints import fault_point
 
     EmoTrainer, NonFiniteLossCallback = _make_trainer_class()
     args = TrainingArguments(
@@ -322,6 +346,7 @@ def train(
         callbacks=callbacks,
     )
     started = time.time()
+    fault_point("train.start")
     trainer.train(resume_from_checkpoint=_last_checkpoint(str(checkpoints)) if resume else None)
     train_seconds = time.time() - started
 
@@ -366,18 +391,22 @@ def predict_split_probs(trainer, dataset) -> tuple[np.ndarray, np.ndarray]:
 def save_model_folder(model, model_dir: Path, training_info: dict, data_dir: str | os.PathLike | None = None) -> None:
     """Save the model with its training_info.json (and the data's balancing chart) atomically: a temp folder next to
     `model_dir`, then a rename, so an interrupted save never leaves half a model."""
-    tmp = model_dir.with_name(model_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    chart = Path(data_dir) / "label_counts.png" if data_dir is not None else None
-    if chart is not None and chart.is_file() and (training_info.get("data") or {}).get("chart"):
-        shutil.copyfile(chart, tmp / training_info["data"]["chart"])
-    elif training_info.get("data"):
-        training_info["data"].pop("chart", None)
-    (tmp / TRAINING_INFO_NAME).write_text(json.dumps(training_info, indent=2, default=str))
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    os.replace(tmp, model_dir)
+    from .atomic import make_temp_dir, replace_dir
+    from .checkpoints import MODEL_TEMP_PREFIX, OLD_PREFIX, fault_point
+
+    tmp = make_temp_dir(model_dir.parent, MODEL_TEMP_PREFIX)
+    try:
+        model.save_pretrained(tmp)
+        chart = Path(data_dir) / "label_counts.png" if data_dir is not None else None
+        if chart is not None and chart.is_file() and (training_info.get("data") or {}).get("chart"):
+            shutil.copyfile(chart, tmp / training_info["data"]["chart"])
+        elif training_info.get("data"):
+            training_info["data"].pop("chart", None)
+        (tmp / TRAINING_INFO_NAME).write_text(json.dumps(training_info, indent=2, default=str))
+        fault_point("model.staged")
+        replace_dir(tmp, model_dir, OLD_PREFIX)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def training_info(settings: TrainSettings, data_dir, train_split, label_names: list[str]) -> dict[str, Any]:
