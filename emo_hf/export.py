@@ -94,6 +94,9 @@ def check_model_folder(model_dir: str | Path) -> dict:
         if thresholds is not None and (not isinstance(thresholds, dict) or set(thresholds) != set(labels)):
             problems.append(f"thresholds.json must map each label of config.json {labels} to a threshold; it has "
                             f"{sorted(thresholds) if isinstance(thresholds, dict) else thresholds!r}")
+    for name in ("adapter/adapter_model.safetensors", "backbone.safetensors"):
+        if (model_dir / name).is_file():
+            _head_labels(model_dir / name)  # opens the header: a truncated or garbage file is named here
     head_file = model_dir / "head.safetensors"
     if head_file.is_file() and labels:
         head_labels = _head_labels(head_file)
@@ -106,7 +109,8 @@ def check_model_folder(model_dir: str | Path) -> dict:
 
 
 def _head_labels(head_file: Path) -> list[str] | None:
-    """The labels stored in head.safetensors' metadata by save_pretrained (None if it has none)."""
+    """The labels stored in head.safetensors' metadata by save_pretrained (None if it has none). Opening the file
+    checks its header and length, so a truncated or garbage file raises here, named."""
     from safetensors import safe_open
 
     try:
@@ -188,7 +192,7 @@ def export_model(model_dir: str | Path, out: str | Path, *, repo_id: str | None 
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(model_dir / name, staging / name)
             fault_point("export.copy")
-        write_model_card(staging, repo_id=repo_id)
+        write_model_card(staging, repo_id=repo_id, name=out.name)  # the final name, not the staging one
         left_out = sorted({p.relative_to(model_dir).parts[0] for p in model_dir.rglob("*") if p.is_file()}
                           - {Path(name).parts[0] for name in files} - {"README.md"})
         if left_out:

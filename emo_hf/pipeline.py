@@ -39,6 +39,9 @@ def load_trained_model(model_dir: str | os.PathLike):
 
     import torch
 
+    from .export import check_model_folder
+
+    check_model_folder(model_dir)  # names the missing, truncated or garbage file instead of a loader's traceback
     model = AutoModel.from_pretrained(str(model_dir))
     if torch.cuda.is_available() and model.get_input_embeddings().weight.device.type == "cpu":
         model.to("cuda")  # a 4-bit model is placed on the GPU by from_pretrained already
@@ -121,7 +124,7 @@ def evaluate_model(
     from .trainer import TRAINING_INFO_NAME, _build_info, _device_name, label_names_of
 
     model_dir, data_dir = Path(model_dir), Path(data_dir)
-    out_dir = Path(out_dir) if out_dir is not None else model_dir
+    out_dir = report_dir(model_dir, split, out_dir)
     if probabilities is None:
         model = load_trained_model(model_dir)
         config = model.config
@@ -150,7 +153,11 @@ def evaluate_model(
     predict_seconds = time.time() - started
     y_true = np.asarray(data[split]["labels"], dtype=np.float32)
     info_path = model_dir / TRAINING_INFO_NAME
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    try:
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    except ValueError as error:
+        raise ValueError(f"{info_path} is not valid JSON ({error}); restore it from the training run or delete "
+                         "it (the report then does not say how the thresholds were chosen)") from None
     val_tuned = (info.get("selection") or {}).get("threshold_split") == "validation"
     build = _build_info(data_dir) or {}
     extra = baseline_probabilities(data_dir, split, build.get("encoder"), show_progress) if baselines else None
@@ -174,10 +181,27 @@ def evaluate_model(
         tmp = out_dir / f".{split}_probabilities.tmp.npy"
         np.save(tmp, np.asarray(probs, dtype=np.float32))
         os.replace(tmp, out_dir / f"{split}_probabilities.npy")
-    if out_dir.resolve() != model_dir.resolve():
-        copy_report_into_model(out_dir, model_dir)
-    refresh_model_card(model_dir)
+    if split == HELD_OUT_SPLIT:  # only the held-out report goes next to the model, into its card and its export
+        if out_dir.resolve() != model_dir.resolve():
+            copy_report_into_model(out_dir, model_dir)
+        refresh_model_card(model_dir)
     return report
+
+
+HELD_OUT_SPLIT = "test"
+
+
+def report_dir(model_dir: Path, split: str, out_dir: str | os.PathLike | None) -> Path:
+    """Where the report of `split` goes: `out_dir`, else the model folder for the test split and
+    MODEL/<split>_report/ for another (validation chose the checkpoint and thresholds: its report must not replace
+    the test report that the card and the Hub model-index show)."""
+    if out_dir is None:
+        return model_dir if split == HELD_OUT_SPLIT else model_dir / f"{split}_report"
+    out_dir = Path(out_dir)
+    if split != HELD_OUT_SPLIT and out_dir.resolve() == model_dir.resolve():
+        raise ValueError(f"--out {out_dir}: the model folder keeps its test report; a {split!r} report goes to "
+                         f"{model_dir / (split + '_report')} (leave out --out) or another folder")
+    return out_dir
 
 
 def copy_report_into_model(report_dir: Path, model_dir: Path) -> None:

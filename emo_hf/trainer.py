@@ -415,16 +415,15 @@ def training_info(settings: TrainSettings, data_dir, train_split, label_names: l
     counts = build.get("counts") or {}
     y_train = np.asarray(train_split["labels"], dtype=np.float32)
     after = {name: int(v) for name, v in zip(label_names, y_train.sum(axis=0))}
+    from .model_card import describe_no_emotion, describe_text_balancing
+
     if settings.input_mode == "embedding":
         balance = build.get("balance") or {}
         balancing = (f"{balance.get('method', 'ismote')} oversampling in sentence-embedding space to "
                      f"{balance.get('target_per_label')} positives per label, "
-                     f"{balance.get('keep_no_emotion')} of the no-emotion rows kept (train split only)")
+                     f"{describe_no_emotion(balance.get('keep_no_emotion'))} (train split only)")
     else:
-        balancing = (f"{'random duplication of rare-label rows to ' + str(settings.target_per_label) + ' positives per label' if settings.train_balance == 'random' else 'no oversampling'}"
-                     f", {settings.keep_no_emotion:g} of the no-emotion rows kept"
-                     + (f", a seeded subset of {settings.train_subset} rows" if settings.train_subset else "")
-                     + " (train split only)")
+        balancing = describe_text_balancing(settings.to_dict())
     rows = (build.get("rows") or {}).get("raw") or {}
     data = {
         "source": build.get("source_kind") or "unknown",
