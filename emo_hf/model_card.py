@@ -357,7 +357,7 @@ def render_model_card(model_dir: str | Path, *, repo_id: str | None = None, name
     dataset_name = "GoEmotions" if is_goemotions else (dataset_id or None)
     lora = config.get("lora") if isinstance(config.get("lora"), dict) else None
     backbone_source = config.get("backbone_name_or_path")
-    title = card_title(model_dir, repo_id, name, base_model or backbone_source)
+    title = card_title(model_dir, repo_id, name, base_model)
     folder_name = name or model_dir.resolve().name
     has_backbone_file = (model_dir / "backbone.safetensors").is_file()
     has_adapter = (model_dir / "adapter" / "adapter_model.safetensors").is_file()
@@ -399,7 +399,7 @@ def render_model_card(model_dir: str | Path, *, repo_id: str | None = None, name
     intro = (f"{title} is a multi-label emotion classifier: for an English text it gives each of its {len(labels)} "
              "emotions a probability, and decides yes or no for each with a threshold of its own.")
     how = (f" It was built with emo_hf on top of [{base_model}](https://huggingface.co/{base_model})" if base_model
-           else " It was built with emo_hf" + (f" on top of `{backbone_source}`" if backbone_source else ""))
+           else " It was built with emo_hf")  # a local backbone path means nothing elsewhere: not printed
     if lora and has_adapter:
         how += f", with LoRA adapters (rank {lora.get('r')}) and a classification head"
     elif has_backbone_file:
@@ -424,13 +424,15 @@ def render_model_card(model_dir: str | Path, *, repo_id: str | None = None, name
     shipped = [what for file, what in files if (model_dir / file).is_file()]
     contents = ("This repository holds " if repo_id else f"The folder `{folder_name}` holds ") + ", ".join(shipped) + \
         " and this card."
-    source = base_model or backbone_source
+    source = base_model or ("the local folder named by `backbone_name_or_path` in `config.json`"
+                            if backbone_source else None)
+    source = f"`{base_model}`" if base_model else source
     if not has_backbone_file and source:
         what = "The backbone's base weights are not copied" + (" (only the LoRA adapter is)" if has_adapter else "")
-        contents += f" {what}: they load from `{source}`"
+        contents += f" {what}: they load from {source}"
         contents += " and are quantised to 4-bit (NF4) on a GPU." if config.get("load_in_4bit") else "."
     elif has_backbone_file and source:
-        contents += f" The backbone started from `{source}`; its fine-tuned weights are the ones in this folder."
+        contents += f" The backbone started from {source}; its fine-tuned weights are the ones in this folder."
 
     results = _results(report, labels, dataset_name) if report else None
     if results is not None:
