@@ -83,7 +83,8 @@ def classify(error: BaseException) -> tuple[int, str]:
     if isinstance(error, MemoryError):
         return INTERNAL, "out of memory; lower --batch-size or --max-length, or use a machine with more memory"
     if isinstance(error, json.JSONDecodeError):
-        return BAD_INPUT, f"a JSON file is not valid JSON ({message}); regenerate or fix the file"
+        where = _file_in_traceback(error, ".json") or "a JSON file"
+        return BAD_INPUT, f"{where} is not valid JSON ({message}); regenerate it (or fix it by hand) and run again"
     if isinstance(error, UnicodeDecodeError):
         return BAD_INPUT, (f"a file is not valid {error.encoding} text ({message}); save it as UTF-8 and run the "
                            "command again")
@@ -92,8 +93,9 @@ def classify(error: BaseException) -> tuple[int, str]:
                            "for local paths: pass a local folder/file (models and data named by Hub id need the "
                            "Hub or its cache; HF_HUB_OFFLINE=1 uses the cache only)")
     if type(error).__name__ == "SafetensorError":
-        return BAD_INPUT, (f"a .safetensors file is truncated or not a safetensors file ({message}); copy or save "
-                           "the model again")
+        where = _file_in_traceback(error, ".safetensors") or "a .safetensors file"
+        return BAD_INPUT, (f"{where} is truncated or not a safetensors file ({message}); copy it again or save the "
+                           "model again")
     if isinstance(error, OSError):
         return BAD_INPUT, (message if ours or (error.filename is None and _has_fix(message)) else _os_message(error))
     if isinstance(error, (ValueError, KeyError, TypeError, IndexError, LookupError)) and (ours or _has_fix(message)):
@@ -104,6 +106,21 @@ def classify(error: BaseException) -> tuple[int, str]:
         return BAD_INPUT, message
     return INTERNAL, (f"internal error {type(error).__name__}: {message}. This is a bug of emo_hf or a library: "
                       f"rerun with --debug (or {DEBUG_ENV}=1) for the traceback and report it")
+
+
+def _file_in_traceback(error: BaseException, suffix: str) -> str | None:
+    """The file a parser failed on, for parsers whose errors do not say (json, safetensors): the innermost frame's
+    local path ending in `suffix` that exists. A fallback only: emo_hf's own readers name their files themselves."""
+    frames = []
+    tb = error.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        for value in frame.f_locals.values():
+            if isinstance(value, (str, os.PathLike)) and str(value).endswith(suffix) and os.path.isfile(value):
+                return str(value)
+    return None
 
 
 def _is_network_error(error: BaseException) -> bool:

@@ -242,6 +242,9 @@ def run_pipeline(
     out = check_out_dir(out)  # before the data build: a folder of the user's is refused in seconds, not hours
     timings: dict[str, float] = {}
     settings = settings or get_preset("minilm")
+    if data_dir is not None and not (Path(data_dir) / "build_info.json").is_file():
+        raise FileNotFoundError(f"--data {data_dir}: no dataset folder there (no build_info.json); build one with "
+                                f"`emo-hf data build --out {data_dir}`, or leave out --data to build OUT/data")
     data_dir = Path(data_dir) if data_dir is not None else out / "data"
     started = time.time()
     with cleanup_on_failure(out, keep=("data",)):  # a finished data build is kept for the rerun
