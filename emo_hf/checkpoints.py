@@ -40,7 +40,7 @@ OLD_PREFIX = ".model.old-"               # an earlier OUT/model moved aside whil
 # else was not written by this tool and is refused, so nothing of the user's is ever replaced.
 TRAIN_OUTPUTS = ("checkpoints", "model", "data", "train_settings.json", "run_info.json", "report.json", "report.md",
                  "per_label_f1.png", "label_counts.png", "test_probabilities.npy", "validation_probabilities.npy",
-                 "train_probabilities.npy", "reports")
+                 "train_probabilities.npy", "model.tmp")  # model.tmp: the temp name of emo_hf before 2026-12-01
 # What a complete checkpoint holds: trainer_state.json is written last by the Trainer.
 CHECKPOINT_FILES = ("config.json", "head.safetensors", "trainer_state.json")
 FAULT_ENV = "EMO_HF_FAULT_POINT"
@@ -196,6 +196,10 @@ def remove_train_leftovers(out: Path) -> None:
     from .atomic import remove_stale_temps
 
     remove_stale_temps(out, [MODEL_TEMP_PREFIX, SAVE_TEMP_PREFIX, OLD_PREFIX])
+    legacy = out / "model.tmp"  # what a kill during the final save left with emo_hf before 2026-12-01
+    if legacy.is_dir() and (legacy / "config.json").is_file() and _is_emo_model(legacy):
+        shutil.rmtree(legacy, ignore_errors=True)
+        logger.info("Removed %s, left by an interrupted save of an earlier emo_hf version", legacy)
     checkpoints = out / "checkpoints"
     if checkpoints.is_dir():
         # Staging names carry the step, not a pid (all processes of a distributed run share them); a live run in
