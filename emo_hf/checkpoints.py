@@ -215,9 +215,14 @@ def remove_train_leftovers(out: Path) -> None:
 def prepare_train_out(out: str | os.PathLike, *, resume: bool) -> Path:
     """Before any work: `out` is usable (check_out_dir) and the leftovers of a killed run in it are removed."""
     out = check_out_dir(out)
-    if out.is_dir():
+    if out.is_dir() and _is_main_process():
         remove_train_leftovers(out)
     return out
+
+
+def _is_main_process() -> bool:
+    """Rank 0 of a torchrun launch (RANK unset: a single process): the only one that removes anything."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 @contextlib.contextmanager
@@ -231,7 +236,7 @@ def cleanup_on_failure(out: str | os.PathLike, keep: tuple[str, ...] = ()) -> It
     try:
         yield
     except BaseException:
-        if out.is_dir() and newest_complete_checkpoint(out / "checkpoints") is None:
+        if out.is_dir() and _is_main_process() and newest_complete_checkpoint(out / "checkpoints") is None:
             added = [p for p in out.iterdir() if p.name not in before and p.name not in keep
                      and (p.name in TRAIN_OUTPUTS or p.name.startswith("."))]
             for path in added:

@@ -77,7 +77,9 @@ def classify(error: BaseException) -> tuple[int, str]:
     """(exit code, one-line message) for an exception that reached the command line."""
     module = type(error).__module__ or ""
     ours = module.startswith("emo_hf")
-    message = one_line(str(error)) or type(error).__name__
+    # str(KeyError("x")) is "'x'": the message is its argument
+    text = error.args[0] if isinstance(error, KeyError) and error.args and isinstance(error.args[0], str) else str(error)
+    message = one_line(text) or type(error).__name__
     if isinstance(error, KeyboardInterrupt):
         return 130, "interrupted (Ctrl-C); a training run continues from its last checkpoint with --resume"
     if isinstance(error, MemoryError):
@@ -99,7 +101,7 @@ def classify(error: BaseException) -> tuple[int, str]:
     if isinstance(error, OSError):
         return BAD_INPUT, (message if ours or (error.filename is None and _has_fix(message)) else _os_message(error))
     if isinstance(error, (ValueError, KeyError, TypeError, IndexError, LookupError)) and (ours or _has_fix(message)):
-        return BAD_INPUT, message.strip("'\"") if isinstance(error, KeyError) else message
+        return BAD_INPUT, message
     if isinstance(error, ValueError):  # a library's refusal of a value we passed on from the user
         return BAD_INPUT, f"{message} (check the arguments; rerun with --debug for where it came from)"
     if ours and isinstance(error, RuntimeError):  # NonFiniteLossError, HubAuthError, ...: raised on purpose
