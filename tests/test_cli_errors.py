@@ -4,7 +4,6 @@ An internal error exits 1; --debug / EMO_HF_DEBUG=1 add the traceback."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
