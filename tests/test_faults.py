@@ -160,3 +160,15 @@ def test_saved_files_respect_the_umask(reference, tmp_path):
             assert wrong == {}, (root, wrong)
     finally:
         os.umask(old)
+
+
+def test_a_data_build_folder_respects_the_umask(goemotions_slice_data):
+    """The dataset folder (renamed from a mkdtemp staging folder) and its files: 0755 / 0644 under umask 022."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    if mask != 0o022:
+        pytest.skip("the test process runs under another umask")
+    root = Path(goemotions_slice_data)
+    wrong = {str(p): oct(p.stat().st_mode & 0o777) for p in [root, *root.rglob("*")]
+             if p.stat().st_mode & 0o777 != (0o755 if p.is_dir() else 0o644)}
+    assert wrong == {}
