@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from . import distributed
 from .presets import TrainSettings
 
 logger = logging.getLogger(__name__)
@@ -183,6 +184,13 @@ def _make_trainer_class():
         peft-wrapped backbone, so saving and (best-)checkpoint loading go through the model's own methods.
         """
 
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            # The model's loss is the mean over its own batch and ignores `num_items_in_batch` (its forward takes
+            # **kwargs, which makes Trainer assume otherwise): so Trainer must divide by the accumulation steps and
+            # must not multiply by the number of DDP processes (it would double a 2-process loss and gradients).
+            self.model_accepts_loss_kwargs = False
+
         def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
             output_dir = output_dir or self.args.output_dir
             os.makedirs(output_dir, exist_ok=True)
@@ -190,6 +198,16 @@ def _make_trainer_class():
 
         def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
             (model or self.model).load_trained_weights(resume_from_checkpoint)
+
+        def _get_train_sampler(self, train_dataset=None):
+            # Length-grouped order: seeded per epoch and grouped in global batches, so DDP ranks shard one order
+            # that equals the single-process one (emo_hf.distributed).
+            if self.args.train_sampling_strategy != "group_by_length":
+                return super()._get_train_sampler(train_dataset)
+            return distributed.make_length_grouped_sampler(
+                self.train_dataset if train_dataset is None else train_dataset,
+                global_batch_size=self.args.train_batch_size * self.args.world_size * self.args.gradient_accumulation_steps,
+                seed=self.args.seed)
 
         def _load_best_model(self) -> None:
             logger.info("Restoring the best checkpoint %s (validation macro-F1 %.4f)", self.state.best_model_checkpoint, self.state.best_metric)
@@ -263,27 +281,33 @@ def train(
             f"{checkpoints} already holds checkpoints. Continue that run with --resume, or pick a new --out."
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "train_settings.json").write_text(json.dumps(settings.to_dict(), indent=2))
+    distributed.setup()  # under a launcher: join the process group, pin this rank to its GPU
+    per_device_batch = distributed.per_device_batch_size(settings.batch_size)  # refuse before any file is written
+    if distributed.is_main_process():
+        (out_dir / "train_settings.json").write_text(json.dumps(settings.to_dict(), indent=2))
 
     torch.manual_seed(settings.seed)
-    splits, label_names = load_splits(data_dir, settings.input_mode)
-    encoder = _encoder_of(data_dir) if settings.input_mode == "embedding" else None
-    model = build_model(settings, label_names, encoder)
+    with distributed.main_process_first():  # rank 0 fills the caches (tiny model, datasets' map files) first
+        splits, label_names = load_splits(data_dir, settings.input_mode)
+        encoder = _encoder_of(data_dir) if settings.input_mode == "embedding" else None
+        model = build_model(settings, label_names, encoder)
 
-    train_split = select_train_rows(splits["train"], settings) if settings.input_mode == "text" else splits["train"]
-    eval_splits = {"train": train_split, "validation": splits["validation"]}
-    if settings.input_mode == "text":
-        encoded = _tokenize(eval_splits, model.tokenizer, settings.max_length)
-        collator = TextCollator(model.tokenizer)
-    else:
-        encoded = _embedding_columns(eval_splits)
-        collator = EmbeddingCollator()
+        train_split = select_train_rows(splits["train"], settings) if settings.input_mode == "text" else splits["train"]
+        eval_splits = {"train": train_split, "validation": splits["validation"]}
+        if settings.input_mode == "text":
+            encoded = _tokenize(eval_splits, model.tokenizer, settings.max_length)
+            collator = TextCollator(model.tokenizer)
+        else:
+            encoded = _embedding_columns(eval_splits)
+            collator = EmbeddingCollator()
 
     EmoTrainer, NonFiniteLossCallback = _make_trainer_class()
     args = TrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=settings.epochs,
-        per_device_train_batch_size=settings.batch_size,
+        per_device_train_batch_size=per_device_batch,  # settings.batch_size is one step over all processes
+        ddp_find_unused_parameters=distributed.find_unused_parameters(settings.lora_r),
+        use_cpu=distributed.use_cpu(),  # CPU processes under a launcher: one gloo group, not N lone runs
         per_device_eval_batch_size=settings.eval_batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         learning_rate=settings.learning_rate,
@@ -325,8 +349,15 @@ def train(
     trainer.train(resume_from_checkpoint=_last_checkpoint(str(checkpoints)) if resume else None)
     train_seconds = time.time() - started
 
-    # Thresholds: chosen on validation only, from the restored best checkpoint.
+    # Thresholds: chosen on validation only, from the restored best checkpoint. Under DDP every rank takes part in
+    # the prediction (Trainer gathers all validation rows, the last batch's padding dropped); rank 0 alone tunes and
+    # saves, the others get its thresholds and return once OUT/model exists.
     val_probs, y_val = predict_split_probs(trainer, encoded["validation"])
+    if not distributed.is_main_process():
+        thresholds = distributed.broadcast_object(None)
+        distributed.barrier()
+        return TrainResult(out_dir / "model", trainer.state.best_model_checkpoint, trainer.state.best_metric,
+                           thresholds, train_seconds, {})
     thresholds = tune_thresholds(y_val, val_probs)
     model.set_thresholds([float(t) for t in thresholds])
     val_at_05 = multilabel_metrics(y_val, val_probs, 0.5, label_names)
@@ -342,10 +373,12 @@ def train(
         "train_seconds": round(train_seconds, 1),
         "epochs_run": trainer.state.epoch,
         "log_history": trainer.state.log_history,
-        "device": _device_name(),
+        "device": _device_name() if distributed.world_size() == 1 else f"{distributed.world_size()} processes x {_device_name()}",
         "date": time.strftime("%Y-%m-%d"),
     })
     save_model_folder(model, model_dir, info, data_dir)
+    distributed.broadcast_object([float(t) for t in thresholds])
+    distributed.barrier()
     return TrainResult(model_dir, trainer.state.best_model_checkpoint, trainer.state.best_metric, [float(t) for t in thresholds], train_seconds, _headline(val_at_05))
 
 
@@ -408,7 +441,8 @@ def training_info(settings: TrainSettings, data_dir, train_split, label_names: l
     }
     hyperparameters = {
         "input_mode": settings.input_mode, "learning_rate": settings.learning_rate,
-        "num_train_epochs": settings.epochs, "per_device_train_batch_size": settings.batch_size,
+        "num_train_epochs": settings.epochs,
+        **distributed.batch_info(settings.batch_size, settings.gradient_accumulation_steps),
         "gradient_accumulation_steps": settings.gradient_accumulation_steps, "weight_decay": settings.weight_decay,
         "warmup_ratio": settings.warmup_ratio, "max_length": settings.max_length, "focal_gamma": settings.focal_gamma,
         "focal_alpha": settings.focal_alpha, "lora_r": settings.lora_r or "full fine-tuning",
