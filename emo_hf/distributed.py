@@ -155,6 +155,31 @@ def gather_in_row_order(local_rows):
     return [row for part in parts for row in part]
 
 
+@contextlib.contextmanager
+def cpu_map_location() -> Iterator[None]:
+    """Within the block, `torch.load(..., map_location=cpu:N)` loads on "cpu".
+
+    accelerate gives CPU processes the device `torch.device("cpu", 0)`, and Trainer resumes a multi-process run with
+    `torch.load(optimizer.pt, map_location=args.device)`, which torch refuses for "cpu:0" ("don't know how to
+    restore data location"). GPUs (cuda:N) are left alone.
+    """
+    import torch
+
+    original = torch.load
+
+    def load(*args, **kwargs):
+        where = kwargs.get("map_location")
+        if isinstance(where, (str, torch.device)) and torch.device(where).type == "cpu":
+            kwargs["map_location"] = "cpu"
+        return original(*args, **kwargs)
+
+    torch.load = load
+    try:
+        yield
+    finally:
+        torch.load = original
+
+
 # ---------------------------------------------------------------------------------------------- batches and sampler
 def per_device_batch_size(batch_size: int, world: int | None = None) -> int:
     """`batch_size` (one step over all processes) split over the processes; a clear error when it does not divide."""

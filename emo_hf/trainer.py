@@ -209,6 +209,10 @@ def _make_trainer_class():
                 global_batch_size=self.args.train_batch_size * self.args.world_size * self.args.gradient_accumulation_steps,
                 seed=self.args.seed)
 
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            with distributed.cpu_map_location():  # CPU processes: accelerate's device "cpu:0" breaks torch.load
+                return super()._load_optimizer_and_scheduler(checkpoint)
+
         def _load_best_model(self) -> None:
             logger.info("Restoring the best checkpoint %s (validation macro-F1 %.4f)", self.state.best_model_checkpoint, self.state.best_metric)
             self.model.load_trained_weights(self.state.best_model_checkpoint)
