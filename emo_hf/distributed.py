@@ -104,15 +104,16 @@ def barrier() -> None:
 
 @contextlib.contextmanager
 def main_process_first() -> Iterator[None]:
-    """The main process runs the block first (builds caches: the tiny model, `datasets` map files), then the others.
+    """The main process runs the block first (builds caches: the tiny model, `datasets` map files), then each host's
+    first process (for caches on a host's own disk), then the others.
 
-    The others then read what it wrote instead of racing it; a no-op in a plain run.
+    The others then read what was written instead of racing it; a no-op in a plain run.
     """
     state = _state()
     if state is None:
         yield
         return
-    with state.main_process_first():
+    with state.main_process_first(), state.local_main_process_first():
         yield
 
 
