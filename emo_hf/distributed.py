@@ -48,7 +48,7 @@ def setup():
     import torch
     from accelerate import PartialState
 
-    state = PartialState(cpu=use_cpu())  # a singleton; TrainingArguments(use_cpu=use_cpu()) sets up the same one
+    state = PartialState(**_state_kwargs())  # a singleton; TrainingArguments(use_cpu=use_cpu()) finds it set up
     if state.num_processes > 1 and torch.cuda.is_available():
         torch.cuda.set_device(state.local_process_index)
     return state
@@ -69,7 +69,15 @@ def _state():
         return None
     from accelerate import PartialState
 
-    return PartialState(cpu=use_cpu())
+    return PartialState(**_state_kwargs())
+
+
+def _state_kwargs() -> dict[str, Any]:
+    from datetime import timedelta
+
+    # Trainer's default ddp_timeout (30 min): the group is created here first (a data build under
+    # main_process_first may keep the other ranks waiting), and Trainer reuses it as it is.
+    return {"cpu": use_cpu(), "timeout": timedelta(seconds=1800)}
 
 
 def world_size() -> int:
