@@ -155,8 +155,8 @@ def test_gather_in_row_order_over_two_processes(tmp_path):
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            str(script)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("GATHERED") == 1
-    assert "GATHERED [0, 10, 20, 30, 40, 50, 60] 2" in done.stdout
+    assert done.stdout.count("GATHERED") == 1, done.stdout + done.stderr[-3000:]
+    assert "GATHERED [0, 10, 20, 30, 40, 50, 60] 2" in done.stdout, done.stdout
 
 
 def test_the_batch_must_divide_over_the_processes():
