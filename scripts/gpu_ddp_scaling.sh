@@ -15,6 +15,8 @@
 # smoke-tested on a CPU:
 #   NPROCS="1 2" RESULTS=/tmp/ddp_smoke scripts/gpu_ddp_scaling.sh run tiny tiny-random-mistral DATA --preset tiny-random
 #   scripts/gpu_ddp_scaling.sh table
+# With $OUT set (the device tool's folder), each run's training_info.json, report.json, log and wall time are copied
+# there, and `RESULTS=<those files> scripts/gpu_ddp_scaling.sh table` makes the same table from the copies.
 # The samples/s are Trainer's train_samples_per_second (rows x epochs / train_runtime, global over the processes;
 # train_runtime includes the per-epoch evaluation and checkpoint saves); wall_s is the whole command (imports,
 # model load, Unsloth's compilation).
@@ -82,6 +84,11 @@ run)
       (cd "$REPO" && python -m emo_hf evaluate "$OUT_DIR/model" --data "$DATA" --no-baselines --out "$OUT_DIR/eval") \
         2>&1 | tail -2
     fi
+    if [ -n "${OUT:-}" ] && [ "$OUT" != "$RESULTS" ]; then  # the device tool's $OUT: what comes back
+      mkdir -p "$OUT/$NAME-${N}p" && cp "$RESULTS/gpus.txt" "$OUT/"
+      cp "$OUT_DIR/model/training_info.json" "$OUT_DIR/wall_s.txt" "$RESULTS/$NAME-${N}p.log" "$OUT/$NAME-${N}p/"
+      [ -f "$OUT_DIR/eval/report.json" ] && cp "$OUT_DIR/eval/report.json" "$OUT/$NAME-${N}p/"
+    fi
   done
   ;;
 table)
@@ -95,9 +102,13 @@ print("| run | processes | per-device batch | global batch | train rows | epochs
       "| speed-up | wall s | val macro-F1 (tuned) | test macro-F1 (tuned) [95% CI] |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 base: dict[str, float] = {}
-for folder in sorted(p for p in results.iterdir() if p.is_dir() and (p / "model" / "training_info.json").is_file()):
+def first(folder, *names):
+    return next((folder / n for n in names if (folder / n).is_file()), None)
+
+runs = [p for p in results.iterdir() if p.is_dir() and first(p, "model/training_info.json", "training_info.json")]
+for folder in sorted(runs):
     name, n = folder.name.rsplit("-", 1)
-    info = json.loads((folder / "model" / "training_info.json").read_text())
+    info = json.loads(first(folder, "model/training_info.json", "training_info.json").read_text())
     hp = info["hyperparameters"]
     final = next(e for e in reversed(info["log_history"]) if "train_samples_per_second" in e)
     rate, runtime = final["train_samples_per_second"], final["train_runtime"]
@@ -105,9 +116,9 @@ for folder in sorted(p for p in results.iterdir() if p.is_dir() and (p / "model"
         base[name] = rate
     speedup = f"{rate / base[name]:.2f}x" if name in base else "-"
     wall = (folder / "wall_s.txt").read_text().strip() if (folder / "wall_s.txt").is_file() else "-"
-    report = folder / "eval" / "report.json"
+    report = first(folder, "eval/report.json", "report.json")
     test = "-"
-    if report.is_file():
+    if report is not None:
         r = json.loads(report.read_text())
         low, high = r["mean_f1_ci95"]["tuned"]
         test = f"{r['metrics_tuned']['macro_f1']:.4f} [{low:.4f}, {high:.4f}]"
