@@ -264,6 +264,8 @@ def train(
 
     `resume=True` continues from the last checkpoint under `out/checkpoints` (model, optimiser, scheduler, RNG and
     data order), with the settings the run started with. `callbacks` are extra transformers `TrainerCallback`s.
+    Under `torchrun` / `accelerate launch` every process calls this; `settings.batch_size` is split over them and
+    rank 0 alone writes `out/model` (emo_hf.distributed).
     """
     import torch
     from transformers import EarlyStoppingCallback, TrainingArguments
