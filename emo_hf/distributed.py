@@ -113,16 +113,37 @@ def barrier() -> None:
 @contextlib.contextmanager
 def main_process_first() -> Iterator[None]:
     """The main process runs the block first (builds caches: the tiny model, `datasets` map files), then each host's
-    first process (for caches on a host's own disk), then the others.
+    first process (for caches on a host's own disk), then the others; a no-op in a plain run.
 
-    The others then read what was written instead of racing it; a no-op in a plain run.
+    The others then read what was written instead of racing it. `enter_main_process_first()` and
+    `exit_main_process_first()` are the same two halves, for code that is not one block.
     """
+    enter_main_process_first()
+    yield
+    exit_main_process_first()
+
+
+def enter_main_process_first() -> None:
+    """First half of `main_process_first`: every rank passes two barriers in all (the same count on every rank)."""
     state = _state()
     if state is None:
-        yield
         return
-    with state.main_process_first(), state.local_main_process_first():
-        yield
+    if not state.is_main_process:
+        state.wait_for_everyone()  # 1: the main process is done
+        if not state.is_local_main_process:
+            state.wait_for_everyone()  # 2: this host's first process is done
+
+
+def exit_main_process_first() -> None:
+    """Second half of `main_process_first`."""
+    state = _state()
+    if state is None:
+        return
+    if state.is_main_process:
+        state.wait_for_everyone()  # 1
+        state.wait_for_everyone()  # 2
+    elif state.is_local_main_process:
+        state.wait_for_everyone()  # 2
 
 
 def broadcast_object(value: Any) -> Any:

@@ -292,22 +292,23 @@ def train(
     if distributed.is_main_process():
         (out_dir / "train_settings.json").write_text(json.dumps(settings.to_dict(), indent=2))
 
+    distributed.enter_main_process_first()  # rank 0 fills the caches (tiny model, datasets' map files) first
     torch.manual_seed(settings.seed)
-    with distributed.main_process_first():  # rank 0 fills the caches (tiny model, datasets' map files) first
-        splits, label_names = load_splits(data_dir, settings.input_mode)
-        encoder = _encoder_of(data_dir) if settings.input_mode == "embedding" else None
-        model = build_model(settings, label_names, encoder)
+    splits, label_names = load_splits(data_dir, settings.input_mode)
+    encoder = _encoder_of(data_dir) if settings.input_mode == "embedding" else None
+    model = build_model(settings, label_names, encoder)
 
-        train_split = select_train_rows(splits["train"], settings) if settings.input_mode == "text" else splits["train"]
-        eval_splits = {"train": train_split, "validation": splits["validation"]}
-        if settings.input_mode == "text":
-            encoded = _tokenize(eval_splits, model.tokenizer, settings.max_length)
-            collator = TextCollator(model.tokenizer)
-        else:
-            encoded = _embedding_columns(eval_splits)
-            collator = EmbeddingCollator()
+    train_split = select_train_rows(splits["train"], settings) if settings.input_mode == "text" else splits["train"]
+    eval_splits = {"train": train_split, "validation": splits["validation"]}
+    if settings.input_mode == "text":
+        encoded = _tokenize(eval_splits, model.tokenizer, settings.max_length)
+        collator = TextCollator(model.tokenizer)
+    else:
+        encoded = _embedding_columns(eval_splits)
+        collator = EmbeddingCollator()
 
     EmoTrainer, NonFiniteLossCallback = _make_trainer_class()
+    distributed.exit_main_process_first()
     args = TrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=settings.epochs,
