@@ -230,8 +230,8 @@ def run_pipeline(
     resume: bool = False,
     baselines: bool = True,
     show_progress: bool = True,
-) -> dict[str, Any]:
-    """The main job. Writes OUT/data (unless `data_dir` names an existing build), OUT/model, OUT/report.{json,md}.
+) -> dict[str, Any] | None:
+    """The main job (None on DDP ranks other than 0, which only train). Writes OUT/data (unless `data_dir` names an existing build), OUT/model, OUT/report.{json,md}.
 
     An existing complete dataset folder is reused (the build is seeded and deterministic, so rebuilding gives the
     same files); an interrupted training run continues with `resume=True`.
@@ -253,21 +253,27 @@ def run_pipeline(
 
 def _run(source, out: Path, settings, data_dir: Path, resume: bool, baselines: bool, show_progress: bool,
          timings: dict[str, float], started: float) -> dict[str, Any]:
+    from . import distributed
     from .data.builder import build_dataset
     from .trainer import _device_name, train
 
-    if not (data_dir / "build_info.json").is_file():
-        if source is None:
-            raise ValueError("No data: pass --source (the GoEmotions folder, a CSV/JSONL/parquet file or a Hub id), "
-                             "set EMO_HF_GOEMOTIONS, or point --data at a folder built by `emo-hf data build`.")
-        build_dataset(source, data_dir, show_progress=show_progress)
-    else:
-        logger.info("Reusing the dataset folder %s (delete it to rebuild)", data_dir)
+    with distributed.main_process_first():  # under DDP rank 0 builds, the others then find the folder built
+        if not (data_dir / "build_info.json").is_file():
+            if source is None:
+                raise ValueError("No data: pass --source (the GoEmotions folder, a CSV/JSONL/parquet file or a Hub "
+                                 "id), set EMO_HF_GOEMOTIONS, or point --data at a folder built by `emo-hf data build`.")
+            build_dataset(source, data_dir, show_progress=show_progress)
+        else:
+            logger.info("Reusing the dataset folder %s (delete it to rebuild)", data_dir)
     timings["data_seconds"] = round(time.time() - started, 1)
 
     started = time.time()
     result = train(data_dir, out, settings, resume=resume, show_progress=show_progress)
     timings["train_total_seconds"] = round(time.time() - started, 1)
+    if not distributed.is_main_process():
+        # The test split is scored by rank 0 alone, in one process (its cost is small next to training, and one
+        # process gives the report the single-process numbers); the other ranks are done.
+        return None
 
     started = time.time()
     report = evaluate_model(result.model_dir, data_dir, "test", out, baselines=baselines, show_progress=show_progress,

@@ -28,7 +28,11 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..distributed import is_main_process
     from ..pipeline import evaluate_model, report_dir
+
+    if not is_main_process():  # under a launcher, rank 0 scores the split in one process (README: several GPUs)
+        return 0
 
     report = evaluate_model(args.model, args.data, args.split, args.out, baselines=not args.no_baselines,
                             batch_size=args.batch_size, probabilities=args.probabilities)
