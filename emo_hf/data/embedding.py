@@ -126,7 +126,7 @@ def embed_texts(
     texts: Sequence[str],
     encoder: str = DEFAULT_ENCODER,
     cache_dir: str | Path | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     show_progress: bool = True,
     model=None,
     backend: str | None = None,
@@ -136,8 +136,8 @@ def embed_texts(
     Texts already in the cache for this encoder and backend are not embedded again; new ones are embedded
     (deduplicated) and added to the cache as one new shard. `cache_dir` None means `default_cache_dir()`. `model` lets
     a caller reuse a loaded SentenceTransformer (`load_encoder(...)`, backend `torch`) or `OnnxSentenceEncoder`
-    (backend `onnx`); `backend` None chooses as `resolve_backend` does. Batch 64 (texts sorted by length within the
-    call, as both backends do) measured at least as fast as 128 on 2 cores (docs/benchmarks.md, "CPU main job").
+    (backend `onnx`); `backend` None chooses as `resolve_backend` does. `batch_size` None: 64 for onnx (faster than
+    128 on 2 cores, docs/benchmarks.md "CPU main job"), 128 for torch (as before; a GPU likes big batches).
     """
     texts = [str(t) for t in texts]
     if model is not None and backend is None:
@@ -163,7 +163,7 @@ def embed_texts(
         new_keys = list(missing)
         vectors = model.encode(
             [missing[k] for k in new_keys],
-            batch_size=batch_size,
+            batch_size=batch_size or (64 if backend == "onnx" else 128),
             show_progress_bar=show_progress,
             convert_to_numpy=True,
         ).astype(np.float32)  # [n_missing, dim]
