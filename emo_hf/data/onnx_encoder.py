@@ -1,4 +1,4 @@
-"""A sentence-transformers encoder run by onnxruntime on the CPU: the same vectors, about twice the texts/s.
+"""A sentence-transformers encoder run by onnxruntime on the CPU: the same vectors, several times the texts/s.
 
     >>> from emo_hf.data.onnx_encoder import OnnxSentenceEncoder
     >>> encoder = OnnxSentenceEncoder("sentence-transformers/all-MiniLM-L6-v2")   # exports once, then reuses the file
