@@ -78,8 +78,10 @@ def split_probabilities(model, split, batch_size: int = 64, show_progress: bool 
 
 
 def baseline_probabilities(data_dir: str | os.PathLike, split: str, encoder: str | None,
-                           show_progress: bool = True) -> dict[str, dict[str, Any]]:
-    """Both baselines fitted on the natural (raw) train split, thresholds tuned on validation, scored on `split`."""
+                           show_progress: bool = True, backend: str | None = None) -> dict[str, dict[str, Any]]:
+    """Both baselines fitted on the natural (raw) train split, thresholds tuned on validation, scored on `split`.
+
+    `encoder`/`backend`: the build's (build_info.json), so the vectors the build cached are the ones used."""
     from .baselines import embedding_logreg_baseline, tfidf_logreg_baseline
     from .data.builder import load_built
     from .data.embedding import DEFAULT_ENCODER, embed_texts
@@ -93,8 +95,12 @@ def baseline_probabilities(data_dir: str | os.PathLike, split: str, encoder: str
     tfidf = tfidf_logreg_baseline(texts["train"], y["train"], wanted)
     out["tfidf_logreg"] = {"probs": tfidf[split], "thresholds": tune_thresholds(y["validation"], tfidf["validation"])}
     encoder = encoder or DEFAULT_ENCODER
-    vectors = {name: embed_texts(texts[name], encoder=encoder, show_progress=show_progress)
-               for name in dict.fromkeys(["train", "validation", split])}
+    names = list(dict.fromkeys(["train", "validation", split]))
+    # one call for all splits: the cache is read once (a build has just embedded every text of them)
+    stacked = embed_texts([t for name in names for t in texts[name]], encoder=encoder, show_progress=show_progress,
+                          backend=backend)
+    bounds = np.cumsum([0] + [len(texts[name]) for name in names])
+    vectors = {name: stacked[bounds[i]:bounds[i + 1]] for i, name in enumerate(names)}
     emb = embedding_logreg_baseline(vectors["train"], y["train"], {k: vectors[k] for k in wanted})
     out["embedding_logreg"] = {"probs": emb[split], "thresholds": tune_thresholds(y["validation"], emb["validation"])}
     return out
@@ -160,7 +166,9 @@ def evaluate_model(
                          "it (the report then does not say how the thresholds were chosen)") from None
     val_tuned = (info.get("selection") or {}).get("threshold_split") == "validation"
     build = _build_info(data_dir) or {}
-    extra = baseline_probabilities(data_dir, split, build.get("encoder"), show_progress) if baselines else None
+    # a build from before backends were recorded embedded with PyTorch
+    backend = build.get("embedding_backend", "torch") if build else None
+    extra = baseline_probabilities(data_dir, split, build.get("encoder"), show_progress, backend) if baselines else None
     report_meta = {
         "model": str(model_dir),
         "base_model": config.backbone_name_or_path,

@@ -147,7 +147,11 @@ class TextCollator:
     def __init__(self, tokenizer):
         from transformers import DataCollatorWithPadding
 
-        self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+        import torch
+
+        # multiples of 8 suit GPU tensor cores; on a CPU they are only extra tokens (~15% more on GoEmotions batches,
+        # docs/benchmarks.md "CPU main job"), and padded positions are masked, so the results are the same
+        self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
@@ -364,7 +368,10 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
-    callbacks = [NonFiniteLossCallback(), *(callbacks or [])]
+    from .eval_reuse import EvaluationMemory
+
+    memory = EvaluationMemory(make_compute_metrics(label_names))  # the best epoch's validation pass, kept for reuse
+    callbacks = [NonFiniteLossCallback(), memory.callback(), *(callbacks or [])]
     if settings.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
     trainer = EmoTrainer(
@@ -373,7 +380,7 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
         train_dataset=encoded["train"],
         eval_dataset=encoded["validation"],
         data_collator=collator,
-        compute_metrics=make_compute_metrics(label_names),
+        compute_metrics=memory.compute_metrics,
         callbacks=callbacks,
     )
     started = time.time()
@@ -383,8 +390,15 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
 
     # Thresholds: chosen on validation only, from the restored best checkpoint. Under DDP every rank takes part in
     # the prediction (Trainer gathers all validation rows, the last batch's padding dropped); rank 0 alone tunes and
-    # saves, the others get its thresholds and return once OUT/model exists.
-    val_probs, y_val = predict_split_probs(trainer, encoded["validation"])
+    # saves, the others get its thresholds and return once OUT/model exists. The best epoch's own evaluation (same
+    # weights, same rows, gathered on every rank alike) is reused when the Trainer made it: no second validation pass.
+    remembered = memory.for_checkpoint(trainer.state.best_model_checkpoint)
+    if remembered is not None:
+        from .metrics import sigmoid
+
+        val_probs, y_val = sigmoid(remembered[0]), np.asarray(remembered[1], dtype=np.float32)
+    else:
+        val_probs, y_val = predict_split_probs(trainer, encoded["validation"])
     if not distributed.is_main_process():
         thresholds = distributed.broadcast_object(None)
         distributed.barrier()

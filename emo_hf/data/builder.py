@@ -38,7 +38,7 @@ import numpy as np
 from .balancing import METHODS, balance as balance_rows
 from .card import data_file, write_dataset_card
 from .checks import check_splits
-from .embedding import DEFAULT_ENCODER, embed_texts
+from .embedding import DEFAULT_ENCODER, embed_texts, resolve_backend
 from .leakage import check_no_leakage, cross_split_duplicate_texts
 from .loading import (
     GOEMOTIONS_FILES, GOEMOTIONS_HUB_ID, SPLITS, column_values, label_matrix, label_names, load_goemotions, load_user_data,
@@ -185,7 +185,9 @@ def build_dataset(
 
     # Embed every split once (validation/test embeddings ship in the balanced config); the cache makes rebuilds cheap.
     everything = [t for split in SPLITS for t in texts[split]]
-    vectors = embed_texts(everything, encoder=encoder, cache_dir=cache_dir, show_progress=show_progress)  # [N, dim]
+    backend = resolve_backend()  # onnx on a CPU (same vectors up to float rounding, faster), torch on a GPU
+    vectors = embed_texts(everything, encoder=encoder, cache_dir=cache_dir, show_progress=show_progress,
+                          backend=backend)  # [N, dim]
     offsets = np.cumsum([0] + [len(texts[s]) for s in SPLITS])
     embeddings = {split: vectors[offsets[i]: offsets[i + 1]] for i, split in enumerate(SPLITS)}
     dim = int(vectors.shape[1])
@@ -240,6 +242,7 @@ def build_dataset(
         "source_description": source_description,
         "labels": names,
         "encoder": encoder,
+        "embedding_backend": backend,
         "embedding_dim": dim,
         "balance": result.settings,
         "seed": seed,

@@ -4,12 +4,17 @@
     >>> vectors = embed_texts(["I love it", "so scared"])      # float32 [2, 384] with the default MiniLM
     >>> vectors = embed_texts(["I love it"])                   # second call: read from the cache, no model load
 
-The cache lives in `$EMO_HF_CACHE/embeddings` (default `~/.cache/emo_hf/embeddings`), one folder per encoder, holding
-shards `*.npz` of (sha1 of text, vector). The texts to embed are encoded in chunks of `shard_size` texts
-(`$EMO_HF_EMBED_SHARD_SIZE`, default 4096), each saved as its own shard as soon as it is done, so a killed build keeps
-every finished chunk and a rerun embeds only the rest (the chunks are cut the same way on the rerun, so the vectors
-are the same as an uninterrupted run's). A shard is written to a temporary name (`.shard-<pid>-*.tmp`) and renamed
-into place, so a crash never leaves a half-written shard; temporary files of dead processes are removed.
+The cache lives in `$EMO_HF_CACHE/embeddings` (default `~/.cache/emo_hf/embeddings`), one folder per encoder and
+backend, holding shards `*.npz` of (sha1 of text, vector). The texts to embed are encoded in chunks of `shard_size`
+texts (`$EMO_HF_EMBED_SHARD_SIZE`, default 4096), each saved as its own shard as soon as it is done, so a killed build
+keeps every finished chunk and a rerun embeds only the rest (the chunks are cut the same way on the rerun, so the
+vectors are the same as an uninterrupted run's). A shard is written to a temporary name (`.shard-<pid>-*.tmp`) and
+renamed into place, so a crash never leaves a half-written shard; temporary files of dead processes are removed.
+
+Backends: `torch` (sentence-transformers as it is; the default on a GPU) and `onnx` (the same float32 graph exported
+and run by onnxruntime, emo_hf.data.onnx_encoder; the default on a CPU when onnxruntime is installed, several times
+the texts/s there with vectors equal up to float rounding). `EMO_HF_EMBED_BACKEND=torch|onnx` or `backend=` chooses.
+Each backend has its own cache folder, so vectors of one are never served for the other.
 """
 
 from __future__ import annotations
@@ -39,12 +44,32 @@ def default_cache_dir() -> Path:
     return (Path(root).expanduser() if root else Path.home() / ".cache" / "emo_hf") / "embeddings"
 
 
-def encoder_key(encoder: str) -> str:
-    """A file-system-safe cache folder name for an encoder: the Hub id as given, or a local folder's absolute path."""
+BACKENDS = ("torch", "onnx")
+
+
+def encoder_key(encoder: str, backend: str = "torch") -> str:
+    """A file-system-safe cache folder name for an encoder: the Hub id as given, or a local folder's absolute path;
+    a backend other than `torch` gets its own suffix (the `torch` name is the one caches had before backends)."""
     path = Path(encoder).expanduser()
     name = str(path.resolve()) if path.exists() else encoder
     readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in name.strip("/"))[-60:]
-    return f"{readable}-{hashlib.sha1(name.encode('utf-8')).hexdigest()[:10]}"
+    key = f"{readable}-{hashlib.sha1(name.encode('utf-8')).hexdigest()[:10]}"
+    return key if backend == "torch" else f"{key}-{backend}"
+
+
+def resolve_backend(backend: str | None = None) -> str:
+    """`backend`, else `$EMO_HF_EMBED_BACKEND`, else `onnx` on a CPU with onnxruntime installed, else `torch`."""
+    chosen = backend or os.environ.get("EMO_HF_EMBED_BACKEND") or None
+    if chosen is None:
+        import torch
+
+        from .onnx_encoder import onnxruntime_available
+
+        return "onnx" if not torch.cuda.is_available() and onnxruntime_available() else "torch"
+    if chosen not in BACKENDS:
+        raise ValueError(f"Embedding backend {chosen!r} is not one of {', '.join(BACKENDS)} "
+                         "(backend= or EMO_HF_EMBED_BACKEND); e.g. EMO_HF_EMBED_BACKEND=torch.")
+    return chosen
 
 
 def text_key(text: str) -> str:
@@ -101,6 +126,29 @@ def shard_size() -> int:
     return size
 
 
+ONNX_EXPORTS = "onnx-exports"  # <cache>/onnx-exports/<encoder key>/model-*.onnx: the exported graphs (onnx backend)
+
+
+def _backend_of(model) -> str | None:
+    """`onnx` for an OnnxSentenceEncoder, `torch` for a SentenceTransformer, None (the default) for anything else."""
+    module = type(model).__module__
+    if module.endswith("onnx_encoder"):
+        return "onnx"
+    return "torch" if module.startswith("sentence_transformers") else None
+
+
+def _lookup(folder: Path, keys: list[str], texts: list[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """(the cache of `folder`, {key: text} of the texts it lacks, deduplicated, in first-seen order)."""
+    if folder.is_dir():
+        _remove_dead_temporaries(folder)
+    cache = _load_cache(folder) if folder.is_dir() else {}
+    missing: dict[str, str] = {}
+    for key, text in zip(keys, texts):
+        if key not in cache and key not in missing:
+            missing[key] = text
+    return cache, missing
+
+
 def load_encoder(encoder: str = DEFAULT_ENCODER, device: str | None = None):
     """A `SentenceTransformer` for a Hub id or local folder (bundled offline copies are used when installed), on the
     GPU when there is one unless `device` says otherwise."""
@@ -115,28 +163,38 @@ def embed_texts(
     texts: Sequence[str],
     encoder: str = DEFAULT_ENCODER,
     cache_dir: str | Path | None = None,
-    batch_size: int = 128,
+    batch_size: int | None = None,
     show_progress: bool = True,
     model=None,
+    backend: str | None = None,
 ) -> np.ndarray:
     """Embed `texts` with a sentence encoder -> float32 array [len(texts), dim].
 
-    Texts already in the cache for this encoder are not embedded again; new ones are embedded (deduplicated) in
-    chunks of `shard_size()` texts, each added to the cache as a shard when done. `cache_dir` None means
-    `default_cache_dir()`. `model` lets a caller reuse a loaded SentenceTransformer (`load_encoder(...)`).
+    Texts already in the cache for this encoder and backend are not embedded again; new ones are embedded
+    (deduplicated) in chunks of `shard_size()` texts, each added to the cache as a shard when done. `cache_dir` None
+    means `default_cache_dir()`. `model` lets a caller reuse a loaded SentenceTransformer (`load_encoder(...)`,
+    backend `torch`) or `OnnxSentenceEncoder` (backend `onnx`); `backend` None chooses as `resolve_backend` does. `batch_size` None: 64 for onnx (faster than
+    128 on 2 cores, docs/benchmarks.md "CPU main job"), 128 for torch (as before; a GPU likes big batches).
     """
     texts = [str(t) for t in texts]
-    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    folder = folder / encoder_key(encoder)
-    if folder.is_dir():
-        _remove_dead_temporaries(folder)
-    cache = _load_cache(folder) if folder.is_dir() else {}
+    if model is not None and backend is None:
+        backend = _backend_of(model)
+    backend = resolve_backend(backend)
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     keys = [text_key(t) for t in texts]
-    missing: dict[str, str] = {}
-    for key, text in zip(keys, texts):
-        if key not in cache and key not in missing:
-            missing[key] = text
-    logger.info("embeddings: %d texts, %d cached, %d to embed with %s", len(texts), len(texts) - len(missing), len(missing), encoder)
+    cache, missing = _lookup(root / encoder_key(encoder, backend), keys, texts)
+    if missing and model is None and backend == "onnx":
+        from .onnx_encoder import OnnxSentenceEncoder
+
+        loaded = load_encoder(encoder, device="cpu")
+        try:
+            model = OnnxSentenceEncoder(encoder, model=loaded, cache_dir=root / ONNX_EXPORTS)
+        except Exception as error:  # not silently: the build records the backend it asked for
+            raise RuntimeError(f"The onnx export of the encoder {encoder!r} failed ({type(error).__name__}: {error}). "
+                               "Embed with PyTorch instead: EMO_HF_EMBED_BACKEND=torch.") from error
+    folder = root / encoder_key(encoder, backend)
+    logger.info("embeddings: %d texts, %d cached, %d to embed with %s (%s)", len(texts), len(texts) - len(missing),
+                len(missing), encoder, backend)
     if missing:
         from tqdm.auto import tqdm
 
@@ -146,7 +204,8 @@ def embed_texts(
         for start in range(0, len(new_keys), size):
             chunk = new_keys[start:start + size]
             vectors = model.encode(
-                [missing[k] for k in chunk], batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True,
+                [missing[k] for k in chunk], batch_size=batch_size or (64 if backend == "onnx" else 128),
+                show_progress_bar=False, convert_to_numpy=True,
             ).astype(np.float32)  # [len(chunk), dim]
             _write_shard(folder, chunk, vectors)  # kept even if the process dies during the next chunk
             cache.update(zip(chunk, vectors))
