@@ -41,8 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="dataset folder from `emo-hf data build` (its raw config)")
     p.add_argument("--backbone", default=None, help="backbone folder (e.g. the converted Qwen2.5-0.5B)")
-    p.add_argument("--shape", choices=["24b"], default=None, help="instead of --backbone: a random Mistral of the "
-                   "Mistral Small 3.1 24B layer shape with --layers layers (scripts/gpu_check.py's build_base)")
+    p.add_argument("--shape", choices=["24b", "qwen0.5b"], default=None, help="instead of --backbone, random weights "
+                   "and a word-level tokenizer: '24b' = the Mistral Small 3.1 24B layer shape with --layers layers "
+                   "(scripts/gpu_check.py's build_base); 'qwen0.5b' = Qwen2.5-0.5B's shape (24 layers)")
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--variants", default="before,after")
     p.add_argument("--max-tokens-per-batch", type=int, default=16384, help="'after': the token budget")
@@ -51,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=5, help="optimiser steps before profiling (compilation, caches)")
     p.add_argument("--steps", type=int, default=10, help="optimiser steps profiled")
     p.add_argument("--top", type=int, default=15)
+    p.add_argument("--full-run", action="store_true", help="no profiler: train --epochs on all train rows (the "
+                   "'before'/'after' settings) and report train_seconds and validation macro-F1")
+    p.add_argument("--epochs", type=float, default=2.0, help="--full-run: epochs")
     p.add_argument("--cpu", action="store_true", help="smoke test on CPU with the tiny random Mistral")
     p.add_argument("--json", default=None)
     p.add_argument("--scratch", default=None)
@@ -74,8 +78,8 @@ def child_main(args: argparse.Namespace) -> int:
     from emo_hf.trainer import train
 
     base = get_preset("tiny-random" if args.cpu else "mistral-small-24b")
-    settings = base.replace(backbone=args.backbone or base.backbone, train_subset=args.rows, epochs=1,
-                            early_stopping_patience=None)
+    settings = base.replace(backbone=args.backbone or base.backbone, train_subset=None if args.full_run else args.rows,
+                            epochs=args.epochs if args.full_run else 1)
     if variant == "before":
         settings = settings.replace(load_in_4bit=on_gpu, gradient_checkpointing=True, offload_checkpointing=on_gpu,
                                     batch_size=args.batch_size)
@@ -114,11 +118,20 @@ def child_main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
-    train(args.data, scratch / f"run-{variant}", settings, show_progress=False, callbacks=[profile])
+    train(args.data, scratch / f"run-{variant}", settings, show_progress=False,
+          callbacks=[] if args.full_run else [profile])
     record["run_s"] = round(time.perf_counter() - started, 1)
     info = json.loads((scratch / f"run-{variant}" / "model" / "training_info.json").read_text())
     record["memory_plan"] = info.get("memory_plan")
     record["batching"] = info.get("batching")
+    if args.full_run:
+        record.update(status="ok", full_run=True, train_seconds=info["train_seconds"], epochs=info["epochs_run"],
+                      train_rows=info["train_rows"],
+                      validation_macro_f1_tuned=info["validation_metrics_tuned"].get("macro_f1"),
+                      validation_macro_f1_at_05=info["validation_metrics_at_0.5"].get("macro_f1"),
+                      peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if on_gpu else None)
+        print("@RESULT " + json.dumps(record), flush=True)
+        return 0
     if not profile.done:
         record["status"] = f"fewer than {args.warmup + args.steps} optimiser steps: raise --rows"
         print("@RESULT " + json.dumps(record), flush=True)
@@ -177,9 +190,11 @@ def parent_main(args: argparse.Namespace, argv: list[str]) -> int:
                                    vocab=131072, rope_theta=1e9, layers=args.layers)
         if args.cpu:
             shape.__dict__.update(hidden=64, intermediate=128, heads=4, kv_heads=2, head_dim=16, vocab=1000)
-        backbone = str(scratch / f"base-{args.layers}")
-        gpu_check.build_base(shape, Path(backbone), "cpu" if args.cpu else "cuda", gpu_check.Report())
-        del torch
+        backbone = str(scratch / f"base-{args.shape}-{args.layers}")
+        if args.shape == "24b":
+            gpu_check.build_base(shape, Path(backbone), "cpu" if args.cpu else "cuda", gpu_check.Report())
+        else:
+            build_qwen_shape(Path(backbone), gpu_check.make_tokenizer(), tiny=args.cpu)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO)] + [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
                PYTHONUNBUFFERED="1")
     results = []
@@ -188,7 +203,8 @@ def parent_main(args: argparse.Namespace, argv: list[str]) -> int:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", variant, "--data", args.data,
                "--rows", str(args.rows), "--warmup", str(args.warmup), "--steps", str(args.steps),
                "--max-tokens-per-batch", str(args.max_tokens_per_batch), "--batch-size", str(args.batch_size),
-               "--top", str(args.top), "--scratch", str(scratch / variant)] + (["--cpu"] if args.cpu else []) + (
+               "--top", str(args.top), "--scratch", str(scratch / variant), "--epochs", str(args.epochs)] + (
+               ["--cpu"] if args.cpu else []) + (["--full-run"] if args.full_run else []) + (
                ["--backbone", backbone] if backbone else [])
         print(f"[profile] {variant}: started", file=sys.stderr, flush=True)
         proc = subprocess.run(cmd, env=env, cwd=scratch, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -208,6 +224,26 @@ def parent_main(args: argparse.Namespace, argv: list[str]) -> int:
     return 0 if any(r.get("status") == "ok" for r in results) else 1
 
 
+def build_qwen_shape(folder: Path, tokenizer, tiny: bool = False) -> None:
+    """A Qwen2ForCausalLM with Qwen2.5-0.5B's shape (hidden 896, 24 layers, 14/2 heads, MLP 4864, vocab 151936, tied
+    embeddings), random weights (bf16 on the GPU), saved with a word-level tokenizer."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    sizes = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2) if tiny else dict(hidden_size=896, intermediate_size=4864,
+                                                          num_hidden_layers=24, num_attention_heads=14,
+                                                          num_key_value_heads=2)
+    config = Qwen2Config(**sizes, vocab_size=151936 if not tiny else 1000, tie_word_embeddings=True,
+                         max_position_embeddings=32768, rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+                         pad_token_id=0, bos_token_id=1, eos_token_id=2, dtype="float32" if tiny else "bfloat16")
+    torch.manual_seed(0)
+    with torch.device("cpu" if tiny else "cuda"):
+        model = Qwen2ForCausalLM(config).to(torch.float32 if tiny else torch.bfloat16)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
 def table(results: list[dict], backbone: str | None) -> str:
     out = [f"backbone {backbone}; per optimiser step, mean over the profiled steps", "",
            "| variant | plan (4bit/ckpt/offload) | rows/step | wall ms | kernel ms | GPU busy | host-op ms | launches "
@@ -215,6 +251,13 @@ def table(results: list[dict], backbone: str | None) -> str:
     for r in results:
         if r.get("status") != "ok":
             out.append(f"| {r['variant']} | {str(r.get('status'))[:150]} |")
+            continue
+        if r.get("full_run"):
+            plan = r.get("memory_plan") or {}
+            out.append(f"| {r['variant']} (full run) | {plan.get('load_in_4bit')}/{plan.get('gradient_checkpointing')}/"
+                       f"{plan.get('offload_checkpointing')} | train {r['train_seconds']} s for {r['epochs']} epochs "
+                       f"of {r['train_rows']} rows; validation macro-F1 tuned {r['validation_macro_f1_tuned']:.4f}, "
+                       f"at 0.5 {r['validation_macro_f1_at_05']:.4f}; peak {r['peak_gib']} GiB |")
             continue
         plan = r.get("memory_plan") or {}
         flags = "/".join("y" if plan.get(k) else "n" for k in ("load_in_4bit", "gradient_checkpointing",
@@ -225,7 +268,7 @@ def table(results: list[dict], backbone: str | None) -> str:
                    f"{round(sum(r['syncs_per_step'].values()), 1)} | {r['dequant_kernel_ms_per_step']} | "
                    f"{r['memcpy_ms_per_step']} | {r['peak_gib']} |")
     for r in results:
-        if r.get("status") == "ok":
+        if r.get("status") == "ok" and not r.get("full_run"):
             out += ["", f"{r['variant']}: top host ops (self CPU ms/step): " + "; ".join(
                 f"{o['op']} {o['self_cpu_ms_per_step']}" for o in r["top_host_ops"][:8])]
             if r["top_kernels"]:

@@ -267,16 +267,20 @@ def child_main(args: argparse.Namespace) -> int:
                               soft_tokens=soft), steps, train_step, size, size * soft, size * soft))
     elif args.only == "text":
         for budget in ints(args.text_budgets.replace("none", "")):
-            from emo_hf.batching import TokenBudgetBatchSampler, bucket_lengths
+            from emo_hf.batching import TokenBudgetBatchSampler, bucket_lengths, bucket_of
 
             lengths = sample_lengths(args.epoch_rows, rng)  # a whole epoch's lengths; n of its batches are timed
             sampler = TokenBudgetBatchSampler(lengths, budget, bucket_lengths(args.max_length), seed=0)
-            chunks = [lengths[b] for b in list(sampler)[:n]]
-            made = [text_batch(c, sampler.buckets[np.searchsorted(sampler.buckets, int(c.max()))]) for c in chunks]
-            mean_rows = sum(len(c) for c in chunks) / n
+            # The n timed batches are spread evenly over the epoch's batches ordered by padded size, so their mean
+            # (rows, tokens, time) stands for the whole epoch's; then shuffled.
+            epoch = sorted(sampler, key=lambda b: (len(b) * bucket_of(int(lengths[b].max()), sampler.buckets), b[0]))
+            picks = np.unique(np.linspace(0, len(epoch) - 1, min(n, len(epoch))).round().astype(int))
+            chunks = [lengths[epoch[i]] for i in rng.permutation(picks)]
+            made = [text_batch(c, bucket_of(int(c.max()), sampler.buckets)) for c in chunks]
+            mean_rows = sum(len(c) for c in chunks) / len(chunks)
             prepared.append((dict(variant=f"token budget {budget} (emo_hf.batching)", batch=round(mean_rows, 1),
-                                  grad_accum=1), [[m[:2]] for m in made], train_step, mean_rows,
-                             sum(m[2] for m in made) / n, sum(m[3] for m in made) / n))
+                                  grad_accum=1, batches_per_epoch=len(sampler)), [[m[:2]] for m in made], train_step,
+                             mean_rows, sum(m[2] for m in made) / len(made), sum(m[3] for m in made) / len(made)))
         for size in ints(args.text_batches):
             lengths = sample_lengths(size * n, rng)
             for batching in [v for v in args.text_variants.split(",") if v]:
