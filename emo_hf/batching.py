@@ -185,8 +185,18 @@ class BucketPaddingCollator:
         keep = [{k: v for k, v in f.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
                 for f in features]
         batch = self.tokenizer.pad(keep, padding="max_length", max_length=width, return_tensors="pt")
+        unmask_empty_rows(batch["attention_mask"])
         batch["labels"] = labels
         return batch
+
+
+def unmask_empty_rows(attention_mask) -> None:
+    """A text with no tokens at all (a tokenizer without BOS, a text of characters it drops) would be a row whose
+    attention mask is all zeros: cuDNN's fused attention then returns NaN gradients for the whole batch (seen on an
+    H200, torch 2.11: one such row in a batch of 1,928 made every LoRA gradient NaN). Let such a row read its first
+    (pad) position instead, in place; the other rows are untouched."""
+    empty = attention_mask.sum(dim=1) == 0
+    attention_mask[empty, 0] = 1
 
 
 def token_budget_dataloader(trainer, dataset, max_tokens: int, buckets: Sequence[int], *, shuffle: bool,

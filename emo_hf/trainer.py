@@ -151,8 +151,11 @@ class TextCollator:
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
+        from .batching import unmask_empty_rows
+
         labels = torch.tensor(np.asarray([f.pop("labels") for f in features], dtype=np.float32))
         batch = self.pad(features)
+        unmask_empty_rows(batch["attention_mask"])  # an all-zero mask row gives NaN gradients under cuDNN attention
         batch["labels"] = labels
         return batch
 
