@@ -182,43 +182,22 @@ class BucketPaddingCollator:
 
         labels = torch.tensor(np.asarray([f["labels"] for f in features], dtype=np.float32))
         width = bucket_of(max(len(f["input_ids"]) for f in features), self.buckets)
-        keep = [{k: v for k, v in f.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-                for f in features]
+        keep = fill_empty_rows([{k: v for k, v in f.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+                                for f in features], self.tokenizer.pad_token_id)
         batch = self.tokenizer.pad(keep, padding="max_length", max_length=width, return_tensors="pt")
-        unmask_empty_rows(batch["attention_mask"])
         batch["labels"] = labels
         return batch
 
 
-def unmask_empty_rows(attention_mask) -> None:
-    """A text with no tokens at all (a tokenizer without BOS, a text of characters it drops) would be a row whose
-    attention mask is all zeros: cuDNN's fused attention then returns NaN gradients for the whole batch (seen on an
-    H200, torch 2.11: one such row in a batch of 1,928 made every LoRA gradient NaN). Let such a row read its first
-    (pad) position instead, in place; the other rows are untouched."""
-    empty = attention_mask.sum(dim=1) == 0
-    attention_mask[empty, 0] = 1
-
-
-def token_budget_dataloader(trainer, dataset, max_tokens: int, buckets: Sequence[int], *, shuffle: bool,
-                            seed: int = 0):
-    """A Trainer's DataLoader over `dataset` (a tokenized datasets.Dataset) with a TokenBudgetBatchSampler.
-
-    Training (`shuffle=True`) shards by the Trainer's world size and rank; accelerate's own per-rank re-sharding of a
-    batch sampler is turned into a pass-through, as transformers does for its BatchRebalanceSampler (the sampler
-    already yields only this rank's batches). The sampler is kept as `loader.token_budget_sampler`.
-    """
-    from torch.utils.data import DataLoader
-
-    args = trainer.args
-    replicas, rank = (args.world_size, args.process_index) if shuffle and args.world_size > 1 else (1, 0)
-    lengths = [len(ids) for ids in dataset["input_ids"]]
-    sampler = TokenBudgetBatchSampler(lengths, max_tokens, buckets, seed=seed, shuffle=shuffle,
-                                      num_replicas=replicas, rank=rank)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=trainer.data_collator,
-                        num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory)
-    loader = trainer.accelerator.prepare(loader)
-    prepared = getattr(loader, "batch_sampler", None)
-    if prepared is not None and getattr(prepared, "batch_sampler", None) is sampler:
-        prepared.num_processes, prepared.process_index = 1, 0
-    loader.token_budget_sampler = sampler
-    return loader
+def fill_empty_rows(features: list[dict[str, Any]], pad_token_id: int) -> list[dict[str, Any]]:
+    """Rows with no tokens at all (a tokenizer without BOS, a text of characters it drops) become one pad token that
+    is attended to. An all-zero attention-mask row breaks attention: cuDNN's fused attention returned NaN gradients
+    for the whole batch (seen on an H200, torch 2.11), and a batch of only such rows has width 0."""
+    out = []
+    for f in features:
+        if len(f["input_ids"]) == 0:
+            f = {**f, "input_ids": [pad_token_id], "attention_mask": [1]}
+            if "token_type_ids" in f:
+                f["token_type_ids"] = [0]
+        out.append(f)
+    return out

@@ -151,11 +151,10 @@ class TextCollator:
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        from .batching import unmask_empty_rows
+        from .batching import fill_empty_rows
 
         labels = torch.tensor(np.asarray([f.pop("labels") for f in features], dtype=np.float32))
-        batch = self.pad(features)
-        unmask_empty_rows(batch["attention_mask"])  # an all-zero mask row gives NaN gradients under cuDNN attention
+        batch = self.pad(fill_empty_rows(features, self.pad.tokenizer.pad_token_id))  # all-zero mask rows break attention
         batch["labels"] = labels
         return batch
 
@@ -317,6 +316,11 @@ def train(
     (out_dir / "train_settings.json").write_text(json.dumps(settings.to_dict(), indent=2))
 
     torch.manual_seed(settings.seed)
+    if torch.cuda.is_available():
+        # cuDNN's fused attention (PyTorch's first SDPA choice on Hopper) returned NaN LoRA gradients for padded text
+        # batches on an H200 (torch 2.11, a Qwen2-shaped bf16 backbone), where the flash / memory-efficient / math
+        # kernels gave finite ones on the same batch: train with those.
+        torch.backends.cuda.enable_cudnn_sdp(False)
     splits, label_names = load_splits(data_dir, settings.input_mode)
     encoder = _encoder_of(data_dir) if settings.input_mode == "embedding" else None
     from .memory_plan import plan_for_settings

@@ -80,7 +80,7 @@ def test_bucket_lengths_and_the_collator_pads_to_the_bucket(tiny_mistral_dir):
     assert batch["input_ids"].shape == (2, 24) and batch["labels"].dtype.is_floating_point
     assert batch["attention_mask"].sum(1).tolist() == [3, 20]
     assert batch["input_ids"][0, :3].tolist() == [4, 5, 6] and batch["input_ids"][0, 3:].eq(tokenizer.pad_token_id).all()
-    # A row without tokens reads its first (pad) position: an all-zero mask row NaNs cuDNN attention's gradients.
+    # A row without tokens becomes one attended pad token: an all-zero mask row NaNs cuDNN attention's gradients.
     empty = BucketPaddingCollator(tokenizer, BUCKETS)([{"input_ids": [], "attention_mask": [], "labels": [0, 0]},
                                                       features[0]])
     assert empty["attention_mask"].sum(1).tolist() == [1, 3] and empty["input_ids"].shape == (2, 8)
