@@ -201,3 +201,28 @@ def fill_empty_rows(features: list[dict[str, Any]], pad_token_id: int) -> list[d
                 f["token_type_ids"] = [0]
         out.append(f)
     return out
+
+
+def token_budget_dataloader(trainer, dataset, max_tokens: int, buckets: Sequence[int], *, shuffle: bool,
+                            seed: int = 0):
+    """A Trainer's DataLoader over `dataset` (a tokenized datasets.Dataset) with a TokenBudgetBatchSampler.
+
+    Training (`shuffle=True`) shards by the Trainer's world size and rank; accelerate's own per-rank re-sharding of a
+    batch sampler is turned into a pass-through, as transformers does for its BatchRebalanceSampler (the sampler
+    already yields only this rank's batches). The sampler is kept as `loader.token_budget_sampler`.
+    """
+    from torch.utils.data import DataLoader
+
+    args = trainer.args
+    replicas, rank = (args.world_size, args.process_index) if shuffle and args.world_size > 1 else (1, 0)
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    sampler = TokenBudgetBatchSampler(lengths, max_tokens, buckets, seed=seed, shuffle=shuffle,
+                                      num_replicas=replicas, rank=rank)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=trainer.data_collator,
+                        num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory)
+    loader = trainer.accelerator.prepare(loader)
+    prepared = getattr(loader, "batch_sampler", None)
+    if prepared is not None and getattr(prepared, "batch_sampler", None) is sampler:
+        prepared.num_processes, prepared.process_index = 1, 0
+    loader.token_budget_sampler = sampler
+    return loader
