@@ -144,11 +144,12 @@ def child_main(args: argparse.Namespace) -> int:
     def device_us(e) -> float:
         return float(getattr(e, "self_device_time_total", 0) or getattr(e, "self_cuda_time_total", 0) or 0)
 
-    kernels = [e for e in events if device_us(e) > 0]
+    # Only device-side events (kernels, memcpy): an aten op's own device time repeats its kernels' time.
+    kernels = [e for e in events if device_us(e) > 0 and str(getattr(e, "device_type", "")).endswith("CUDA")]
     kernel_ms = sum(device_us(e) for e in kernels) / 1e3 / steps
     host_ms = sum(e.self_cpu_time_total for e in events) / 1e3 / steps
-    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC",
-                                                          "cudaGraphLaunch")) / steps
+    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx",
+                                                          "cudaLaunchKernelExC", "cudaGraphLaunch")) / steps
     syncs = {k: sum(e.count for e in events if e.key == k) / steps for k in SYNC_OPS}
     dequant_ms = sum(device_us(e) for e in kernels if "dequant" in e.key.lower()) / 1e3 / steps
     offload_ms = sum(device_us(e) for e in kernels if "Memcpy" in e.key) / 1e3 / steps

@@ -8,6 +8,12 @@ On the GPU (one call; the parent stays under --budget seconds, 550 by default, a
 command took 215 s on an H100 on 2026-11-26, the table goes to stdout, progress to stderr):
     python bench/gpu_train.py --engines unsloth,bnb --layers-list 2,4 --extrapolate --inference \
         --json $OUT/gpu_train.json 2>$OUT/gpu_train.progress.txt | tee $OUT/gpu_train.md
+The full 40 layers, measured rather than extrapolated (--prequantized: the random base is written directly in 4-bit,
+layer by layer on the GPU, ~14 GB on disk; 337 s wall on an H200 on 2026-12-01, docs/benchmarks.md):
+    python bench/gpu_train.py --prequantized --layers 40 --engines unsloth,bnb --configs original,embedding-big,text \
+        --inference --text-batches 64 --text-variants grouped --text-budgets 4096,8192 --steps 4 --repeats 2 \
+        --parallel 6 --budget 480 --scratch /tmp/gt40 --json $OUT/gpu_train_40.json \
+        2>$OUT/gpu_train_40.progress.txt | tee $OUT/gpu_train_40.md
 CPU smoke test of the logic (tiny shapes, fp32, no quantisation, engine 'cpu'; < 2 min on 2 cores):
     python bench/gpu_train.py --cpu --hidden 64 --intermediate 128 --heads 4 --kv-heads 2 --vocab 1000 --layers 1
 
@@ -16,7 +22,9 @@ Configs (each one subprocess per engine and layer count; a failed child, e.g. OO
   embedding-big  embedding mode, --soft-tokens (1), the largest batch of --big-batches that fits (largest tried first)
   text           random token ids with GoEmotions lengths (LENGTH_COUNTS), batch 32 and 64, three batchings of the
                  same texts: 'grouped' (length-sorted, dynamic padding), 'random' (unsorted, padded to the batch's
-                 longest) and 'max' (unsorted, padded to 51 tokens)
+                 longest) and 'max' (unsorted, padded to 51 tokens); --text-budgets adds the library's token-budget
+                 batches (emo_hf.batching, padded to bucket lengths; the timed batches are spread evenly over the
+                 epoch's batches by padded size, so their mean stands for the epoch's)
   inference      (--inference) model.predict_proba on texts of GoEmotions lengths, batch 64, no grad, 4-bit
 Engines: 'unsloth' (load_for_training(use_unsloth=True)), 'bnb' (transformers + bitsandbytes NF4 + peft), 'cpu'.
 Children run in waves of --parallel: they import, load and warm up (the first, compiling step) side by side, then
