@@ -183,20 +183,32 @@ class BucketPaddingCollator:
         labels = torch.tensor(np.asarray([f["labels"] for f in features], dtype=np.float32))
         width = bucket_of(max(len(f["input_ids"]) for f in features), self.buckets)
         keep = fill_empty_rows([{k: v for k, v in f.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-                                for f in features], self.tokenizer.pad_token_id)
+                                for f in features], filler_token_id(self.tokenizer))
         batch = self.tokenizer.pad(keep, padding="max_length", max_length=width, return_tensors="pt")
         batch["labels"] = labels
         return batch
 
 
-def fill_empty_rows(features: list[dict[str, Any]], pad_token_id: int) -> list[dict[str, Any]]:
-    """Rows with no tokens at all (a tokenizer without BOS, a text of characters it drops) become one pad token that
-    is attended to. An all-zero attention-mask row breaks attention: cuDNN's fused attention returned NaN gradients
-    for the whole batch (seen on an H200, torch 2.11), and a batch of only such rows has width 0."""
+def filler_token_id(tokenizer) -> int:
+    """The token an empty row is given: unk, else eos, else bos, whichever is not the pad token. Not the pad token:
+    decoders give it a zero embedding (`padding_idx`), and a row holding only a zero vector stays zero through every
+    layer, where each RMSNorm's backward multiplies its gradient by 1/sqrt(eps) (~1000): inf within a dozen layers."""
+    pad = tokenizer.pad_token_id
+    for candidate in (tokenizer.unk_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id):
+        if candidate is not None and candidate != pad:
+            return int(candidate)
+    return int(pad if pad is not None else 0)
+
+
+def fill_empty_rows(features: list[dict[str, Any]], token_id: int) -> list[dict[str, Any]]:
+    """Rows with no tokens at all (a tokenizer that drops unknown words, a text of characters it ignores) become one
+    attended `token_id` (see `filler_token_id`). An all-zero attention-mask row breaks attention: cuDNN's fused
+    attention returned NaN gradients for the whole batch (seen on an H200, torch 2.11), and a batch of only such rows
+    has width 0."""
     out = []
     for f in features:
         if len(f["input_ids"]) == 0:
-            f = {**f, "input_ids": [pad_token_id], "attention_mask": [1]}
+            f = {**f, "input_ids": [token_id], "attention_mask": [1]}
             if "token_type_ids" in f:
                 f["token_type_ids"] = [0]
         out.append(f)

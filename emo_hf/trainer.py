@@ -151,10 +151,10 @@ class TextCollator:
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        from .batching import fill_empty_rows
+        from .batching import fill_empty_rows, filler_token_id
 
         labels = torch.tensor(np.asarray([f.pop("labels") for f in features], dtype=np.float32))
-        batch = self.pad(fill_empty_rows(features, self.pad.tokenizer.pad_token_id))  # all-zero mask rows break attention
+        batch = self.pad(fill_empty_rows(features, filler_token_id(self.pad.tokenizer)))  # empty rows break attention
         batch["labels"] = labels
         return batch
 

@@ -80,10 +80,12 @@ def test_bucket_lengths_and_the_collator_pads_to_the_bucket(tiny_mistral_dir):
     assert batch["input_ids"].shape == (2, 24) and batch["labels"].dtype.is_floating_point
     assert batch["attention_mask"].sum(1).tolist() == [3, 20]
     assert batch["input_ids"][0, :3].tolist() == [4, 5, 6] and batch["input_ids"][0, 3:].eq(tokenizer.pad_token_id).all()
-    # A row without tokens becomes one attended pad token: an all-zero mask row NaNs cuDNN attention's gradients.
+    # A row without tokens becomes one attended non-pad token (unk): an all-zero mask row NaNs cuDNN attention's
+    # gradients, and the pad token's zero embedding would stay zero through every layer.
     empty = BucketPaddingCollator(tokenizer, BUCKETS)([{"input_ids": [], "attention_mask": [], "labels": [0, 0]},
                                                       features[0]])
     assert empty["attention_mask"].sum(1).tolist() == [1, 3] and empty["input_ids"].shape == (2, 8)
+    assert empty["input_ids"][0, 0] == tokenizer.unk_token_id != tokenizer.pad_token_id
 
 
 # ---- memory plan ----------------------------------------------------------------------------------------------------
@@ -166,3 +168,40 @@ def test_train_with_a_token_budget_end_to_end(goemotions_slice_data, tmp_path):
     plan = info["memory_plan"]
     assert plan["load_in_4bit"] is False and plan["gradient_checkpointing"] is False  # a CPU run
     assert info["hyperparameters"]["max_tokens_per_batch"] == 1024
+
+
+def test_an_empty_row_gets_a_token_whose_gradients_stay_bounded(tiny_mistral_dir):
+    """The pad token has a zero embedding (padding_idx): a row of only that stays zero through every layer and each
+    RMSNorm's backward multiplies the gradient by ~1/sqrt(eps); the filler token (unk) does not."""
+    import torch
+
+    from emo_hf.backbones import load_for_training
+    from emo_hf.batching import BucketPaddingCollator, fill_empty_rows, filler_token_id
+
+    torch.manual_seed(0)
+    model = load_for_training(tiny_mistral_dir, labels=["joy", "anger"], lora={"r": 4, "lora_alpha": 8}, max_length=32)
+    tokenizer = model.tokenizer
+    rows = [{"input_ids": [], "attention_mask": [], "labels": [1, 0]},
+            {"input_ids": [4, 5, 6], "attention_mask": [1, 1, 1], "labels": [0, 1]}]
+
+    embedding = model.get_input_embeddings()
+    assert float(embedding.weight[tokenizer.pad_token_id].abs().max()) == 0.0  # padding_idx: the pad row is zero
+    seen = {}
+
+    def keep(module, inputs, output):  # the gradient reaching the empty row's input, through every layer's norms
+        output.requires_grad_(True)
+        output.retain_grad()
+        seen["embedded"] = output
+
+    embedding.register_forward_hook(keep)
+
+    def max_grad(batch) -> float:
+        model.zero_grad(set_to_none=True)
+        model(**batch).loss.backward()
+        return float(seen["embedded"].grad[0, 0].abs().max())
+
+    filled = BucketPaddingCollator(tokenizer, BUCKETS)([dict(r) for r in rows])
+    padded = BucketPaddingCollator(tokenizer, BUCKETS)(fill_empty_rows([dict(r) for r in rows], tokenizer.pad_token_id))
+    assert filler_token_id(tokenizer) == tokenizer.unk_token_id
+    assert max_grad(filled) < 1e3
+    assert max_grad(padded) > 1e3 * max_grad(filled)  # what a pad-token filler did
