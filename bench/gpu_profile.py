@@ -16,6 +16,8 @@ On the GPU (after the setup line of /work/shared/gpu/README.md, `.gpu` carried; 
 raw is enough, e.g. `.gpu-data/data`):
     python bench/gpu_profile.py --data DATA --backbone $HOME/qwen05b --json $OUT/profile_qwen05b.json   # ~3 min
     python bench/gpu_profile.py --data DATA --shape 24b --layers 2 --json $OUT/profile_24b.json           # ~3 min
+    python bench/gpu_profile.py --data DATA --backbone $HOME/qwen05b --full-run --variants after   # 2 epochs
+    python bench/gpu_profile.py --data DATA --backbone $HOME/qwen05b --inference --variants after  # texts/s
 CPU smoke test (tiny random Mistral, fp32, no 4-bit; ~2 min on 2 cores):
     python bench/gpu_profile.py --cpu --data DATA --steps 2 --warmup 1 --rows 256
 """
@@ -55,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--full-run", action="store_true", help="no profiler: train --epochs on all train rows (the "
                    "'before'/'after' settings) and report train_seconds and validation macro-F1")
     p.add_argument("--epochs", type=float, default=2.0, help="--full-run: epochs")
+    p.add_argument("--inference", action="store_true", help="no training: predict_proba texts/s on the data's test "
+                   "split (real texts), the backbone loaded as the memory plan chooses, batches --inference-batches")
+    p.add_argument("--inference-batches", default="64,256")
     p.add_argument("--cpu", action="store_true", help="smoke test on CPU with the tiny random Mistral")
     p.add_argument("--json", default=None)
     p.add_argument("--scratch", default=None)
@@ -113,6 +118,8 @@ def child_main(args: argparse.Namespace) -> int:
                     self.done = True
                     control.should_training_stop = True
 
+    if args.inference:
+        return inference_main(args, settings, on_gpu)
     profile = Profile()
     scratch = Path(args.scratch or tempfile.mkdtemp(prefix="emo_profile-"))
     started = time.perf_counter()
@@ -172,6 +179,36 @@ def child_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def inference_main(args: argparse.Namespace, settings, on_gpu: bool) -> int:
+    """predict_proba texts/s on the test split's texts, the whole split per call (predict_proba sorts it by length)."""
+    import torch
+
+    from emo_hf.data.builder import load_built
+    from emo_hf.trainer import build_model, label_names_of
+
+    test = load_built(args.data, "raw")["test"]
+    texts = list(test["text"])
+    model = build_model(settings, label_names_of(test)).eval()
+    rows = []
+    for batch in [int(b) for b in args.inference_batches.split(",") if b]:
+        model.predict_proba(texts[:batch * 4], batch_size=batch)  # warm-up: kernels, shapes
+        if on_gpu:
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        probabilities = model.predict_proba(texts, batch_size=batch)
+        if on_gpu:
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+        assert probabilities.shape[0] == len(texts) and bool(torch.isfinite(torch.as_tensor(probabilities)).all())
+        rows.append({"batch_size": batch, "texts": len(texts), "seconds": round(seconds, 3),
+                     "texts_per_s": round(len(texts) / seconds, 1)})
+        print(f"[inference] batch {batch}: {len(texts) / seconds:,.1f} texts/s", file=sys.stderr, flush=True)
+    record = {"variant": args.child, "status": "ok", "inference": rows, "settings": settings.to_dict(),
+              "memory_plan": None, "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if on_gpu else None}
+    print("@RESULT " + json.dumps(record), flush=True)
+    return 0
+
+
 # ======================================================================================================================
 # Parent
 # ======================================================================================================================
@@ -206,6 +243,7 @@ def parent_main(args: argparse.Namespace, argv: list[str]) -> int:
                "--max-tokens-per-batch", str(args.max_tokens_per_batch), "--batch-size", str(args.batch_size),
                "--top", str(args.top), "--scratch", str(scratch / variant), "--epochs", str(args.epochs)] + (
                ["--cpu"] if args.cpu else []) + (["--full-run"] if args.full_run else []) + (
+               ["--inference", "--inference-batches", args.inference_batches] if args.inference else []) + (
                ["--backbone", backbone] if backbone else [])
         print(f"[profile] {variant}: started", file=sys.stderr, flush=True)
         proc = subprocess.run(cmd, env=env, cwd=scratch, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -253,6 +291,11 @@ def table(results: list[dict], backbone: str | None) -> str:
         if r.get("status") != "ok":
             out.append(f"| {r['variant']} | {str(r.get('status'))[:150]} |")
             continue
+        if r.get("inference"):
+            out.append(f"| {r['variant']} (inference, test split) | " + "; ".join(
+                f"batch {x['batch_size']}: {x['texts_per_s']:,} texts/s ({x['texts']} texts in {x['seconds']} s)"
+                for x in r["inference"]) + f"; peak {r['peak_gib']} GiB |")
+            continue
         if r.get("full_run"):
             plan = r.get("memory_plan") or {}
             out.append(f"| {r['variant']} (full run) | {plan.get('load_in_4bit')}/{plan.get('gradient_checkpointing')}/"
@@ -269,7 +312,7 @@ def table(results: list[dict], backbone: str | None) -> str:
                    f"{round(sum(r['syncs_per_step'].values()), 1)} | {r['dequant_kernel_ms_per_step']} | "
                    f"{r['memcpy_ms_per_step']} | {r['peak_gib']} |")
     for r in results:
-        if r.get("status") == "ok" and not r.get("full_run"):
+        if r.get("status") == "ok" and not r.get("full_run") and not r.get("inference"):
             out += ["", f"{r['variant']}: top host ops (self CPU ms/step): " + "; ".join(
                 f"{o['op']} {o['self_cpu_ms_per_step']}" for o in r["top_host_ops"][:8])]
             if r["top_kernels"]:
