@@ -235,12 +235,6 @@ def _make_trainer_class():
         token_budget: tuple | None = None
         _parameter_count: int | None = None
 
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            # Our forward takes **kwargs only to ignore them: it does not normalise by num_items_in_batch, so the
-            # Trainer must divide the loss by the accumulation steps itself (and skip counting the items per step).
-            self.model_accepts_loss_kwargs = False
-
         def get_train_dataloader(self):
             if self.token_budget is None:
                 return super().get_train_dataloader()
