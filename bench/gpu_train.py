@@ -8,6 +8,12 @@ On the GPU (one call; the parent stays under --budget seconds, 550 by default, a
 command took 215 s on an H100 on 2026-11-26, the table goes to stdout, progress to stderr):
     python bench/gpu_train.py --engines unsloth,bnb --layers-list 2,4 --extrapolate --inference \
         --json $OUT/gpu_train.json 2>$OUT/gpu_train.progress.txt | tee $OUT/gpu_train.md
+The full 40 layers, measured rather than extrapolated (--prequantized: the random base is written directly in 4-bit,
+layer by layer on the GPU, ~14 GB on disk; 337 s wall on an H200 on 2026-12-01, docs/benchmarks.md):
+    python bench/gpu_train.py --prequantized --layers 40 --engines unsloth,bnb --configs original,embedding-big,text \
+        --inference --text-batches 64 --text-variants grouped --text-budgets 4096,8192 --steps 4 --repeats 2 \
+        --parallel 6 --budget 480 --scratch /tmp/gt40 --json $OUT/gpu_train_40.json \
+        2>$OUT/gpu_train_40.progress.txt | tee $OUT/gpu_train_40.md
 CPU smoke test of the logic (tiny shapes, fp32, no quantisation, engine 'cpu'; < 2 min on 2 cores):
     python bench/gpu_train.py --cpu --hidden 64 --intermediate 128 --heads 4 --kv-heads 2 --vocab 1000 --layers 1
 
@@ -16,7 +22,9 @@ Configs (each one subprocess per engine and layer count; a failed child, e.g. OO
   embedding-big  embedding mode, --soft-tokens (1), the largest batch of --big-batches that fits (largest tried first)
   text           random token ids with GoEmotions lengths (LENGTH_COUNTS), batch 32 and 64, three batchings of the
                  same texts: 'grouped' (length-sorted, dynamic padding), 'random' (unsorted, padded to the batch's
-                 longest) and 'max' (unsorted, padded to 51 tokens)
+                 longest) and 'max' (unsorted, padded to 51 tokens); --text-budgets adds the library's token-budget
+                 batches (emo_hf.batching, padded to bucket lengths; the timed batches are spread evenly over the
+                 epoch's batches by padded size, so their mean stands for the epoch's)
   inference      (--inference) model.predict_proba on texts of GoEmotions lengths, batch 64, no grad, 4-bit
 Engines: 'unsloth' (load_for_training(use_unsloth=True)), 'bnb' (transformers + bitsandbytes NF4 + peft), 'cpu'.
 Children run in waves of --parallel: they import, load and warm up (the first, compiling step) side by side, then
@@ -81,6 +89,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--soft-tokens", type=int, default=1, help="embedding-big: soft tokens per sample")
     p.add_argument("--big-batches", default="64,128,256,512,1024", help="embedding-big candidate batch sizes")
     p.add_argument("--text-batches", default="32,64")
+    p.add_argument("--text-variants", default="grouped,random,max", help="fixed-row batchings timed per --text-batches")
+    p.add_argument("--text-budgets", default="", help="comma list of token budgets: the library's token-budget "
+                   "batches (emo_hf.batching: length-grouped, padded to bucket lengths), e.g. 4096,8192")
+    p.add_argument("--prequantized", action="store_true", help="build the random base directly in 4-bit (NF4, "
+                   "double-quantised, bitsandbytes' saved format), layer by layer on the GPU: ~14 GB on disk for 40 "
+                   "layers instead of a 48 GB bf16 checkpoint; both stacks load it as a pre-quantised model")
+    p.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the card (H100/H200 SXM)")
+    p.add_argument("--epoch-rows", type=int, default=43410, help="rows of one epoch (GoEmotions train)")
     p.add_argument("--steps", type=int, default=None, help="steps per timed pass (default 10; --cpu: 4)")
     p.add_argument("--repeats", type=int, default=None, help="timed passes, the fastest reported (default 3; --cpu: 1)")
     p.add_argument("--max-length", type=int, default=128, help="max_length of the model (mistral-small-24b preset)")
@@ -229,6 +245,8 @@ def child_main(args: argparse.Namespace) -> int:
                 "samples_per_s": samples / seconds, "tokens_per_s": real_tokens / seconds,
                 "padded_tokens_per_s": padded_tokens / seconds, "pad_fraction": 1 - real_tokens / padded_tokens,
                 "tflops": 6 * active * real_tokens / seconds / 1e12,
+                "peak_fraction": 6 * active * real_tokens / seconds / 1e12 / args.peak_tflops,
+                "epoch_s": args.epoch_rows / (samples / seconds),
                 "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if on_gpu else None, "status": "ok"}
 
     rows: list[dict] = []
@@ -256,9 +274,24 @@ def child_main(args: argparse.Namespace) -> int:
         prepared.append((dict(variant=f"largest fitting ({' '.join(tried)})", batch=size, grad_accum=1,
                               soft_tokens=soft), steps, train_step, size, size * soft, size * soft))
     elif args.only == "text":
+        for budget in ints(args.text_budgets.replace("none", "")):
+            from emo_hf.batching import TokenBudgetBatchSampler, bucket_lengths, bucket_of
+
+            lengths = sample_lengths(args.epoch_rows, rng)  # a whole epoch's lengths; n of its batches are timed
+            sampler = TokenBudgetBatchSampler(lengths, budget, bucket_lengths(args.max_length), seed=0)
+            # The n timed batches are spread evenly over the epoch's batches ordered by padded size, so their mean
+            # (rows, tokens, time) stands for the whole epoch's; then shuffled.
+            epoch = sorted(sampler, key=lambda b: (len(b) * bucket_of(int(lengths[b].max()), sampler.buckets), b[0]))
+            picks = np.unique(np.linspace(0, len(epoch) - 1, min(n, len(epoch))).round().astype(int))
+            chunks = [lengths[epoch[i]] for i in rng.permutation(picks)]
+            made = [text_batch(c, bucket_of(int(c.max()), sampler.buckets)) for c in chunks]
+            mean_rows = sum(len(c) for c in chunks) / len(chunks)
+            prepared.append((dict(variant=f"token budget {budget} (emo_hf.batching)", batch=round(mean_rows, 1),
+                                  grad_accum=1, batches_per_epoch=len(sampler)), [[m[:2]] for m in made], train_step,
+                             mean_rows, sum(m[2] for m in made) / len(made), sum(m[3] for m in made) / len(made)))
         for size in ints(args.text_batches):
             lengths = sample_lengths(size * n, rng)
-            for batching in ("grouped", "random", "max"):
+            for batching in [v for v in args.text_variants.split(",") if v]:
                 if batching == "grouped":
                     order = np.sort(lengths)
                     chunks = [order[i * size:(i + 1) * size] for i in range(n)]
@@ -283,6 +316,11 @@ def child_main(args: argparse.Namespace) -> int:
             padded = sum(max(len(t.split()) for t in b) * len(b) for b in batches) / n
             prepared.append((dict(variant=f"predict_proba, {name}", batch=size, grad_accum=1), batches,
                              lambda b: model.predict_proba(b, batch_size=size), size, float(lengths.sum()) / n, padded))
+        # The library's own sort: all texts in one call (predict_proba orders them by length and restores the order).
+        prepared.append((dict(variant="predict_proba, all texts in one call (sorts internally)", batch=size,
+                              grad_accum=1), [texts], lambda b: model.predict_proba(b, batch_size=size), size * n,
+                         float(lengths.sum()), sum(max(len(t.split()) for t in b) * len(b) for b in
+                                                   [by_length[i * size:(i + 1) * size] for i in range(n)])))
     for _, steps, run, *_ in prepared:  # first compile (Unsloth: ~40 s) before the gate, overlapping other loads
         run(steps[0])
     timings["prepare_s"] = time.perf_counter() - started
@@ -300,6 +338,7 @@ def child_main(args: argparse.Namespace) -> int:
     if args.only == "inference":
         for row in rows:
             row.pop("tflops", None)  # 6N counts training; the no-grad forward is 2N per token
+            row.pop("peak_fraction", None), row.pop("epoch_s", None)
             if "time_per_step_s" in row:
                 row["tflops_forward"] = 2 * active * row["tokens_per_s"] / 1e12
     print("@RESULT " + json.dumps({"rows": rows, "env": environment(torch), "timings": timings}), flush=True)
@@ -319,9 +358,82 @@ def build_main(args: argparse.Namespace) -> int:
     for layers in ints(args.build):
         shape = argparse.Namespace(**{**vars(args), "layers": layers})
         folder = Path(args.scratch) / f"base-{layers}"
-        gpu_check.build_base(shape, folder, device, gpu_check.Report())
+        if args.prequantized and not args.cpu:
+            build_prequantized(shape, folder, gpu_check.make_tokenizer())
+        else:
+            gpu_check.build_base(shape, folder, device, gpu_check.Report())
         print(f"@BUILT {layers} {folder}", flush=True)
     return 0
+
+
+def build_prequantized(shape: argparse.Namespace, folder: Path, tokenizer) -> None:
+    """A random MistralForCausalLM checkpoint saved directly in bitsandbytes' 4-bit format, one layer at a time.
+
+    Each linear weight is drawn in bf16 on the GPU (normal, std 0.02), quantised with bitsandbytes' own
+    `quantize_4bit` (NF4, blocksize 64, double-quantised scales: what Params4bit does when transformers quantises
+    at load), and written with the keys Linear4bit's state_dict uses (`weight` + `weight.absmax`, `.quant_map`,
+    `.nested_absmax`, `.nested_quant_map`, `.quant_state.bitsandbytes__nf4`); embeddings, norms and the LM head stay
+    bf16. config.json carries the quantization_config, so transformers and Unsloth load it as pre-quantised. The full
+    bf16 model never exists: peak GPU memory is one layer, disk ~0.29 GB per layer + 2.7 GB.
+    """
+    import torch
+    from bitsandbytes.functional import quantize_4bit
+    from safetensors.torch import save_file
+    from transformers import BitsAndBytesConfig, MistralConfig
+
+    started = time.perf_counter()
+    config = MistralConfig(
+        hidden_size=shape.hidden, intermediate_size=shape.intermediate, num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads, num_key_value_heads=shape.kv_heads, head_dim=shape.head_dim,
+        vocab_size=shape.vocab, max_position_embeddings=4096, rms_norm_eps=1e-5, sliding_window=None,
+        rope_parameters={"rope_type": "default", "rope_theta": shape.rope_theta}, tie_word_embeddings=False,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2, dtype="bfloat16", architectures=["MistralForCausalLM"])
+    config.quantization_config = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16).to_dict()
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    h, q_out, kv_out = shape.hidden, shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
+    linears = {"self_attn.q_proj": (q_out, h), "self_attn.k_proj": (kv_out, h), "self_attn.v_proj": (kv_out, h),
+               "self_attn.o_proj": (h, q_out), "mlp.gate_proj": (shape.intermediate, h),
+               "mlp.up_proj": (shape.intermediate, h), "mlp.down_proj": (h, shape.intermediate)}
+    weight_map: dict[str, str] = {}
+    total = 0
+
+    def rand(*size: int) -> "torch.Tensor":
+        return torch.randn(*size, device="cuda", dtype=torch.bfloat16, generator=gen).mul_(0.02)
+
+    def write(tensors: dict, name: str) -> None:
+        nonlocal total
+        tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        save_file(tensors, str(tmp / name), metadata={"format": "pt"})
+        total += sum(v.numel() * v.element_size() for v in tensors.values())
+        weight_map.update({k: name for k in tensors})
+
+    ones = torch.ones(h, device="cuda", dtype=torch.bfloat16)
+    write({"model.embed_tokens.weight": rand(shape.vocab, h), "model.norm.weight": ones,
+           "lm_head.weight": rand(shape.vocab, h)}, "model-embeddings.safetensors")
+    for i in range(shape.layers):
+        tensors = {f"model.layers.{i}.input_layernorm.weight": ones,
+                   f"model.layers.{i}.post_attention_layernorm.weight": ones}
+        for name, size in linears.items():
+            packed, state = quantize_4bit(rand(*size), blocksize=64, compress_statistics=True, quant_type="nf4",
+                                          quant_storage=torch.uint8)
+            prefix = f"model.layers.{i}.{name}.weight"
+            tensors[prefix] = packed
+            tensors.update({f"{prefix}.{k}": v for k, v in state.as_dict(packed=True).items()})
+        write(tensors, f"model-layer-{i:03d}.safetensors")
+        if i % 10 == 9 or i == shape.layers - 1:
+            print(f"  4-bit base: {i + 1}/{shape.layers} layers written ({total / 1e9:.1f} GB, "
+                  f"{time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+    (tmp / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
+    config.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
 
 
 # ======================================================================================================================
@@ -361,8 +473,11 @@ def parent_main(args: argparse.Namespace, argv: list[str]) -> int:
     shape = ["--hidden", args.hidden, "--intermediate", args.intermediate, "--heads", args.heads, "--kv-heads",
              args.kv_heads, "--head-dim", args.head_dim, "--vocab", args.vocab, "--rope-theta", args.rope_theta]
     common = [str(x) for x in shape + ["--soft-tokens", args.soft_tokens, "--big-batches", args.big_batches,
-                                       "--text-batches", args.text_batches, "--steps", args.steps, "--repeats", args.repeats,
-                                       "--max-length", args.max_length]] + (["--cpu"] if args.cpu else [])
+                                       "--text-batches", args.text_batches, "--text-variants", args.text_variants,
+                                       "--text-budgets", args.text_budgets or "none", "--peak-tflops", args.peak_tflops,
+                                       "--epoch-rows", args.epoch_rows, "--steps", args.steps, "--repeats", args.repeats,
+                                       "--max-length", args.max_length]] + (["--cpu"] if args.cpu else []) + (
+                                       ["--prequantized"] if args.prequantized else [])
     me = [sys.executable, str(Path(__file__).resolve())]
     jobs = [Job("build", me + ["--build", ",".join(map(str, layers_list)), "--scratch", str(scratch)] + common)]
     for i, layers in enumerate(layers_list):
@@ -544,8 +659,8 @@ def markdown(rows: list[dict], fits: list[dict], to_layers: int, env: dict) -> s
            + f", shape {env.get('shape')}, LoRA r=16, focal loss. Step = one optimizer step; tokens = real (non-pad) tokens; "
            "TFLOP/s = 6 * N_active * tokens / time (inference: 2 * N_active).", "",
            "| engine | layers | config | variant | batch x accum | step (ms) | samples/s | tokens/s | pad % "
-           "| TFLOP/s | peak GiB | params active / trainable | status |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| TFLOP/s | % of peak | epoch (s) | peak GiB | params active / trainable | status |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ok = r.get("status") == "ok"
         params = f"{human(r['params_active'])} / {human(r['params_trainable'])}" if "params_active" in r else ""
@@ -554,7 +669,9 @@ def markdown(rows: list[dict], fits: list[dict], to_layers: int, env: dict) -> s
             f"{r['batch']} x {r['grad_accum']}" if "batch" in r else "",
             num(r.get("time_per_step_s"), ".1f", 1e3), num(r.get("samples_per_s"), ",.1f"),
             num(r.get("tokens_per_s"), ",.0f"), num(r.get("pad_fraction"), ".0f", 100),
-            num(r.get("tflops", r.get("tflops_forward")), ".3g"), num(r.get("peak_gib"), ".2f"), params,
+            num(r.get("tflops", r.get("tflops_forward")), ".3g"),
+            num(r.get("peak_fraction") if "tflops" in r else None, ".1f", 100),
+            num(r.get("epoch_s") if "tflops" in r else None, ",.0f"), num(r.get("peak_gib"), ".2f"), params,
             "ok" if ok else str(r.get("status"))[:160].replace("|", "/"), ""]).strip())
     if fits:
         out += ["", f"EXTRAPOLATION to {to_layers} layers (least-squares time = a + b * layers over the measured "

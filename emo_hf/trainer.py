@@ -156,8 +156,10 @@ class TextCollator:
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
+        from .batching import fill_empty_rows, filler_token_id
+
         labels = torch.tensor(np.asarray([f.pop("labels") for f in features], dtype=np.float32))
-        batch = self.pad(features)
+        batch = self.pad(fill_empty_rows(features, filler_token_id(self.pad.tokenizer)))  # empty rows break attention
         batch["labels"] = labels
         return batch
 
@@ -233,6 +235,43 @@ def _make_trainer_class():
             logger.info("Restoring the best checkpoint %s (validation macro-F1 %.4f)", self.state.best_model_checkpoint, self.state.best_metric)
             self.model.load_trained_weights(self.state.best_model_checkpoint)
 
+        # Token-budget batches (emo_hf.batching): train() sets `token_budget` = (max_tokens, buckets, seed).
+        token_budget: tuple | None = None
+        _parameter_count: int | None = None
+
+        def get_train_dataloader(self):
+            if self.token_budget is None:
+                return super().get_train_dataloader()
+            from .batching import token_budget_dataloader
+
+            max_tokens, buckets, seed = self.token_budget
+            return token_budget_dataloader(self, self.train_dataset, max_tokens, buckets, shuffle=True, seed=seed)
+
+        def get_eval_dataloader(self, eval_dataset=None):
+            if self.token_budget is None or isinstance(eval_dataset, str) or self.args.world_size > 1:
+                return super().get_eval_dataloader(eval_dataset)
+            return self._sorted_loader(self.eval_dataset if eval_dataset is None else eval_dataset)
+
+        def get_test_dataloader(self, test_dataset):
+            if self.token_budget is None or self.args.world_size > 1:
+                return super().get_test_dataloader(test_dataset)
+            return self._sorted_loader(test_dataset)
+
+        def _sorted_loader(self, dataset):
+            # Evaluation: no gradients or saved activations, so twice the training budget; rows sorted by length.
+            from .batching import token_budget_dataloader
+
+            max_tokens, buckets, _ = self.token_budget
+            return token_budget_dataloader(self, dataset, 2 * max_tokens, buckets, shuffle=False)
+
+        def floating_point_ops(self, inputs) -> int:
+            # Trainer counts 6 x tokens x parameters every step, and counting the parameters walks every module of the
+            # model each time (host work per step): count them once.
+            if self._parameter_count is None:
+                self._parameter_count = self.model.num_parameters(exclude_embeddings=True)
+            ids = inputs.get("input_ids") if isinstance(inputs, dict) else None
+            return 6 * ids.numel() * self._parameter_count if ids is not None else 0
+
     return EmoTrainer, NonFiniteLossCallback
 
 
@@ -242,10 +281,14 @@ def _last_checkpoint(output_dir: str) -> str | None:
     return newest_complete_checkpoint(output_dir)
 
 
-def build_model(settings: TrainSettings, label_names: list[str], encoder: dict | None = None):
-    """The model for training from a preset's settings (LoRA/4-bit/Unsloth chosen by emo_hf.backbones)."""
+def build_model(settings: TrainSettings, label_names: list[str], encoder: dict | None = None, plan=None):
+    """The model for training from a preset's settings (LoRA/4-bit/Unsloth chosen by emo_hf.backbones; 4-bit and
+    checkpointing left None are decided by `plan`, an emo_hf.memory_plan.MemoryPlan, made here when not given)."""
     from .backbones import load_for_training
+    from .memory_plan import plan_for_settings
     from .tiny import resolve_backbone
+
+    plan = plan or plan_for_settings(settings, resolve_backbone(settings.backbone))
 
     lora = None if not settings.lora_r else {"r": settings.lora_r, "lora_alpha": settings.lora_alpha, "lora_dropout": settings.lora_dropout}
     kwargs: dict[str, Any] = dict(
@@ -261,8 +304,9 @@ def build_model(settings: TrainSettings, label_names: list[str], encoder: dict |
         input_mode=settings.input_mode,
         lora=lora,
         max_length=settings.max_length,
-        load_in_4bit=settings.load_in_4bit,  # True on a CPU raises a clear error (4-bit needs bitsandbytes on a GPU)
-        gradient_checkpointing=settings.gradient_checkpointing or None,
+        load_in_4bit=plan.load_in_4bit,  # True on a CPU raises a clear error (4-bit needs bitsandbytes on a GPU)
+        gradient_checkpointing=plan.gradient_checkpointing,
+        offload_checkpointing=plan.offload_checkpointing,
         **kwargs,
     )
 
@@ -320,15 +364,28 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
 
     distributed.enter_main_process_first()  # rank 0 fills the caches (tiny model, datasets' map files) first
     torch.manual_seed(settings.seed)
+    if torch.cuda.is_available():
+        # cuDNN's fused attention (PyTorch's first SDPA choice on Hopper) returned NaN LoRA gradients for padded text
+        # batches on an H200 (torch 2.11, a Qwen2-shaped bf16 backbone), where the flash / memory-efficient / math
+        # kernels gave finite ones on the same batch: train with those.
+        torch.backends.cuda.enable_cudnn_sdp(False)
     splits, label_names = load_splits(data_dir, settings.input_mode)
     encoder = _encoder_of(data_dir) if settings.input_mode == "embedding" else None
-    model = build_model(settings, label_names, encoder)
+    from .memory_plan import plan_for_settings
+    from .tiny import resolve_backbone
+
+    plan = plan_for_settings(settings, resolve_backbone(settings.backbone))
+    model = build_model(settings, label_names, encoder, plan)
 
     train_split = select_train_rows(splits["train"], settings) if settings.input_mode == "text" else splits["train"]
     eval_splits = {"train": train_split, "validation": splits["validation"]}
+    budget = settings.max_tokens_per_batch if settings.input_mode == "text" else None
     if settings.input_mode == "text":
+        from .batching import BucketPaddingCollator, bucket_lengths
+
         encoded = _tokenize(eval_splits, model.tokenizer, settings.max_length)
-        collator = TextCollator(model.tokenizer)
+        buckets = bucket_lengths(settings.max_length)
+        collator = BucketPaddingCollator(model.tokenizer, buckets) if budget else TextCollator(model.tokenizer)
     else:
         encoded = _embedding_columns(eval_splits)
         collator = EmbeddingCollator()
@@ -383,6 +440,19 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
         compute_metrics=memory.compute_metrics,
         callbacks=callbacks,
     )
+    batching = None
+    if budget:
+        trainer.token_budget = (budget, buckets, settings.seed)
+        from .batching import TokenBudgetBatchSampler
+
+        batching = TokenBudgetBatchSampler([len(ids) for ids in encoded["train"]["input_ids"]], budget, buckets,
+                                           seed=settings.seed, num_replicas=max(1, args.world_size)).summary()
+        batching["mean_rows_per_optimizer_step"] = round(
+            batching["mean_rows_per_batch"] * settings.gradient_accumulation_steps * batching["num_replicas"], 2)
+        print(f"emo_hf: token-budget batches: {batching['batches_per_epoch']} per epoch, "
+              f"{batching['mean_rows_per_optimizer_step']} rows per optimiser step on average "
+              f"(budget {budget} padded tokens, buckets {buckets}, {100 * batching['pad_fraction']:.1f}% padding); "
+              f"the learning rate {settings.learning_rate:g} applies per step, unscaled")
     started = time.time()
     fault_point("train.start")
     trainer.train(resume_from_checkpoint=_last_checkpoint(str(checkpoints)) if resume else None)
@@ -417,11 +487,14 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
         "validation_metrics_at_0.5": _headline(val_at_05),
         "validation_metrics_tuned": _headline(val_tuned),
         "train_seconds": round(train_seconds, 1),
+        "memory_plan": plan.to_dict(),
+        "batching": batching or {"batch_size": settings.batch_size, "sampler": "length-grouped" if settings.input_mode == "text" else "random"},
         "epochs_run": trainer.state.epoch,
         "log_history": trainer.state.log_history,
         "device": _device_name() if distributed.world_size() == 1 else f"{distributed.world_size()} processes x {_device_name()}",
         "date": time.strftime("%Y-%m-%d"),
     })
+    info["hyperparameters"].update(load_in_4bit=plan.load_in_4bit, gradient_checkpointing=plan.gradient_checkpointing)
     save_model_folder(model, model_dir, info, data_dir)
     distributed.broadcast_object([float(t) for t in thresholds])
     distributed.barrier()
@@ -496,6 +569,7 @@ def training_info(settings: TrainSettings, data_dir, train_split, label_names: l
         "warmup_ratio": settings.warmup_ratio, "max_length": settings.max_length, "focal_gamma": settings.focal_gamma,
         "focal_alpha": settings.focal_alpha, "lora_r": settings.lora_r or "full fine-tuning",
         "load_in_4bit": settings.load_in_4bit, "bf16": settings.bf16, "seed": settings.seed,
+        "max_tokens_per_batch": settings.max_tokens_per_batch,
     }
     return {
         "base_model": settings.backbone,

@@ -35,7 +35,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + field.name.replace("_", "-")
         kind = hints[field.name]
-        if kind is bool:
+        if kind is bool or set(typing.get_args(kind)) == {bool, type(None)}:  # bool | None: unset = automatic
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=field.metadata["help"])
             continue
         base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)

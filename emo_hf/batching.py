@@ -1,0 +1,240 @@
+"""Token-budget batches: as many rows per batch as fit a padded-token budget, padded to a few bucketed lengths.
+
+    from emo_hf.batching import TokenBudgetBatchSampler, bucket_lengths
+    sampler = TokenBudgetBatchSampler(lengths, max_tokens=4096, buckets=bucket_lengths(128), seed=42)
+    sampler.set_epoch(0)
+    for rows in sampler: ...          # lists of row indices; len(rows) * bucket(longest row) <= 4096
+
+or `emo-hf train --max-tokens-per-batch 4096 ...` (the Trainer then uses this sampler and `BucketPaddingCollator`).
+
+Why: GoEmotions texts are short (mean ~18 tokens) and of very different lengths, so a fixed row count either wastes
+padding or leaves the GPU idle between tiny kernels. A budget of padded tokens fills each step with the same work
+whatever the lengths; padding to a handful of bucket lengths keeps the number of distinct shapes small, which is what
+`torch.compile` and CUDA graphs need (one graph per shape).
+
+How batches are made (per epoch; deterministic for a seed and epoch, different across epochs):
+- every row goes to the smallest bucket >= its token length (fixed for the run);
+- bucket b holds k_b = ceil(n_b / rows_per_batch(b)) batches, rows_per_batch(b) = max_tokens // b (capped by
+  `max_rows`); its rows are shuffled (seed, epoch) and split evenly into the k_b batches;
+- the batches of all buckets are shuffled together (seed, epoch).
+Grouping by bucket is length grouping with the whole split as one mega-chunk. The batch count per epoch depends only on
+the lengths, never on the shuffle, which the Trainer needs: it reads `len(dataloader)` once and then takes exactly that
+many batches each epoch (a sampler whose count varied by epoch would silently skip rows or end epochs early).
+transformers' own `LengthGroupedSampler` and `BatchRebalanceSampler` keep a fixed row count per step and pad to the
+batch's longest row, so neither gives a token budget or bucketed shapes: hence this module.
+
+Several ranks (DDP): `num_replicas`/`rank` split the same global sequence of batches, rank r taking batches r, r+R, ...;
+the batch count is raised to a multiple of R by splitting batches (each still under budget), so every row is used
+exactly once across ranks and every rank takes the same number of steps.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+# Bucket lengths are multiples of 8 (tensor-core friendly): every 8 up to 64, where short texts crowd (GoEmotions:
+# mean 18 tokens, p99 37), then growing by 1.25x: 12 shapes up to 128. Padding of GoEmotions' length mix (Tekken
+# token counts, bench/gpu_train.py): 16% of the padded tokens with these buckets, 22% with 16/24/32/48/64.
+_BUCKET_STEPS = (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768,
+                 896, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096)
+
+
+def bucket_lengths(max_length: int, smallest: int = 8) -> list[int]:
+    """The padded lengths batches are rounded up to: 8, 16, ..., 64, 80, 96, 112, 128, 160, ... up to `max_length`
+    (always last).
+
+        >>> bucket_lengths(128)
+        [8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128]
+        >>> bucket_lengths(50)
+        [8, 16, 24, 32, 40, 48, 50]
+    """
+    if max_length < 1:
+        raise ValueError(f"max_length={max_length!r} must be >= 1, e.g. bucket_lengths(128).")
+    steps = [s for s in _BUCKET_STEPS if smallest <= s < max_length]
+    if max_length > _BUCKET_STEPS[-1]:
+        steps += list(range(_BUCKET_STEPS[-1] * 2, max_length, _BUCKET_STEPS[-1]))
+    return steps + [max_length]
+
+
+def bucket_of(length: int, buckets: Sequence[int]) -> int:
+    """The smallest bucket >= `length` (the last bucket when `length` is longer than all of them)."""
+    i = bisect.bisect_left(buckets, length)
+    return int(buckets[min(i, len(buckets) - 1)])
+
+
+class TokenBudgetBatchSampler:
+    """Batches of row indices whose padded size (rows x bucket of the longest row) stays <= `max_tokens`.
+
+    A batch sampler for `torch.utils.data.DataLoader(dataset, batch_sampler=...)`. `shuffle=False` (evaluation) keeps
+    a fixed order: buckets longest first (so memory peaks on the first batch), rows in index order within a bucket.
+    """
+
+    def __init__(self, lengths: Sequence[int], max_tokens: int, buckets: Sequence[int], *, seed: int = 0,
+                 shuffle: bool = True, num_replicas: int = 1, rank: int = 0, max_rows: int | None = None):
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if lengths.ndim != 1 or len(lengths) == 0:
+            raise ValueError("TokenBudgetBatchSampler: lengths must be a non-empty list of token counts, one per row.")
+        buckets = sorted(int(b) for b in buckets)
+        if not buckets or buckets[0] < 1:
+            raise ValueError(f"TokenBudgetBatchSampler: buckets={buckets!r} must be positive lengths, e.g. "
+                             "bucket_lengths(128).")
+        if int(lengths.max()) > buckets[-1]:
+            raise ValueError(f"A row has {int(lengths.max())} tokens, more than the largest bucket {buckets[-1]}: "
+                             "truncate the texts to max_length or add a larger bucket.")
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"TokenBudgetBatchSampler: rank={rank} must be in [0, num_replicas={num_replicas}).")
+        self.lengths = lengths
+        self.buckets = buckets
+        self.max_tokens = int(max_tokens)
+        self.seed, self.shuffle, self.epoch = int(seed), bool(shuffle), 0
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        self.max_rows = max_rows
+        self.row_bucket = np.asarray([bucket_of(int(n), buckets) for n in lengths], dtype=np.int64)
+        used = sorted(set(self.row_bucket.tolist()))
+        if self.max_tokens < used[-1]:
+            raise ValueError(f"--max-tokens-per-batch {self.max_tokens} is smaller than one row of the longest bucket "
+                             f"({used[-1]} tokens): give at least {used[-1]}, e.g. --max-tokens-per-batch "
+                             f"{max(4096, used[-1])}.")
+        if len(lengths) < self.num_replicas:
+            raise ValueError(f"{len(lengths)} rows cannot be shared by {self.num_replicas} ranks: use fewer ranks.")
+        # Rows of each used bucket (index order) and its batch count; both fixed for the run.
+        self.rows_of = {b: np.flatnonzero(self.row_bucket == b) for b in used}
+        self.batches_of = {b: math.ceil(len(rows) / self.rows_per_batch(b)) for b, rows in self.rows_of.items()}
+        self._split_to_multiple_of_replicas()
+
+    def rows_per_batch(self, bucket: int) -> int:
+        rows = max(1, self.max_tokens // bucket)
+        return min(rows, self.max_rows) if self.max_rows else rows
+
+    def _split_to_multiple_of_replicas(self) -> None:
+        short = (-sum(self.batches_of.values())) % self.num_replicas
+        while short:
+            # One more batch for the bucket whose batches are fullest (it can always split: n_b > k_b somewhere,
+            # because there are at least num_replicas rows).
+            splittable = [b for b in self.batches_of if self.batches_of[b] < len(self.rows_of[b])]
+            fullest = max(splittable, key=lambda b: (len(self.rows_of[b]) / self.batches_of[b], b))
+            self.batches_of[fullest] += 1
+            short -= 1
+
+    def set_epoch(self, epoch: int) -> None:
+        """The Trainer calls this before each epoch: the order is a function of (seed, epoch)."""
+        self.epoch = int(epoch)
+
+    def global_batches(self) -> list[np.ndarray]:
+        """All ranks' batches of this epoch, in order (rank r takes [r::num_replicas])."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        batches: list[np.ndarray] = []
+        for bucket in (sorted(self.rows_of) if self.shuffle else sorted(self.rows_of, reverse=True)):
+            rows = self.rows_of[bucket]
+            if self.shuffle:
+                rows = rng.permutation(rows)
+            batches += np.array_split(rows, self.batches_of[bucket])
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.global_batches()[self.rank::self.num_replicas]:
+            yield batch.tolist()
+
+    def __len__(self) -> int:
+        return sum(self.batches_of.values()) // self.num_replicas
+
+    def summary(self) -> dict[str, Any]:
+        """What training_info.json records: the budget, buckets, batches and rows per batch, padding."""
+        rows = {b: len(r) for b, r in self.rows_of.items()}
+        padded = sum(b * n for b, n in rows.items())
+        per_batch = [len(r) / k for b, r in self.rows_of.items() for k in [self.batches_of[b]]]
+        total_batches = sum(self.batches_of.values())
+        return {
+            "max_tokens_per_batch": self.max_tokens,
+            "buckets": self.buckets,
+            "rows_per_bucket": {str(b): n for b, n in sorted(rows.items())},
+            "batches_per_epoch": total_batches,
+            "batches_per_epoch_per_rank": len(self),
+            "mean_rows_per_batch": round(len(self.lengths) / total_batches, 2),
+            "min_mean_rows_per_batch_in_a_bucket": round(min(per_batch), 2),
+            "max_mean_rows_per_batch_in_a_bucket": round(max(per_batch), 2),
+            "pad_fraction": round(1 - float(self.lengths.sum()) / padded, 4),
+            "num_replicas": self.num_replicas,
+        }
+
+
+class BucketPaddingCollator:
+    """Pads a text batch to the bucket of its longest row (right padding), labels as float multi-hot [batch, L].
+
+        >>> collate = BucketPaddingCollator(tokenizer, bucket_lengths(128))
+        >>> collate([{"input_ids": [1, 5, 6], "attention_mask": [1, 1, 1], "labels": [0, 1]}])["input_ids"].shape
+        torch.Size([1, 16])
+    """
+
+    def __init__(self, tokenizer, buckets: Sequence[int]):
+        self.tokenizer = tokenizer
+        self.buckets = sorted(int(b) for b in buckets)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        labels = torch.tensor(np.asarray([f["labels"] for f in features], dtype=np.float32))
+        width = bucket_of(max(len(f["input_ids"]) for f in features), self.buckets)
+        keep = fill_empty_rows([{k: v for k, v in f.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+                                for f in features], filler_token_id(self.tokenizer))
+        batch = self.tokenizer.pad(keep, padding="max_length", max_length=width, return_tensors="pt")
+        batch["labels"] = labels
+        return batch
+
+
+def filler_token_id(tokenizer) -> int:
+    """The token an empty row is given: unk, else eos, else bos, whichever is not the pad token. Not the pad token:
+    decoders give it a zero embedding (`padding_idx`), and a row holding only a zero vector stays zero through every
+    layer, where each RMSNorm's backward multiplies its gradient by 1/sqrt(eps) (~1000): inf within a dozen layers."""
+    pad = tokenizer.pad_token_id
+    for candidate in (tokenizer.unk_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id):
+        if candidate is not None and candidate != pad:
+            return int(candidate)
+    return int(pad if pad is not None else 0)
+
+
+def fill_empty_rows(features: list[dict[str, Any]], token_id: int) -> list[dict[str, Any]]:
+    """Rows with no tokens at all (a tokenizer that drops unknown words, a text of characters it ignores) become one
+    attended `token_id` (see `filler_token_id`). An all-zero attention-mask row breaks attention: cuDNN's fused
+    attention returned NaN gradients for the whole batch (seen on an H200, torch 2.11), and a batch of only such rows
+    has width 0."""
+    out = []
+    for f in features:
+        if len(f["input_ids"]) == 0:
+            f = {**f, "input_ids": [token_id], "attention_mask": [1]}
+            if "token_type_ids" in f:
+                f["token_type_ids"] = [0]
+        out.append(f)
+    return out
+
+
+def token_budget_dataloader(trainer, dataset, max_tokens: int, buckets: Sequence[int], *, shuffle: bool,
+                            seed: int = 0):
+    """A Trainer's DataLoader over `dataset` (a tokenized datasets.Dataset) with a TokenBudgetBatchSampler.
+
+    Training (`shuffle=True`) shards by the Trainer's world size and rank; accelerate's own per-rank re-sharding of a
+    batch sampler is turned into a pass-through, as transformers does for its BatchRebalanceSampler (the sampler
+    already yields only this rank's batches). The sampler is kept as `loader.token_budget_sampler`.
+    """
+    from torch.utils.data import DataLoader
+
+    args = trainer.args
+    replicas, rank = (args.world_size, args.process_index) if shuffle and args.world_size > 1 else (1, 0)
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    sampler = TokenBudgetBatchSampler(lengths, max_tokens, buckets, seed=seed, shuffle=shuffle,
+                                      num_replicas=replicas, rank=rank)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=trainer.data_collator,
+                        num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory)
+    loader = trainer.accelerator.prepare(loader)
+    prepared = getattr(loader, "batch_sampler", None)
+    if prepared is not None and getattr(prepared, "batch_sampler", None) is sampler:
+        prepared.num_processes, prepared.process_index = 1, 0
+    loader.token_budget_sampler = sampler
+    return loader

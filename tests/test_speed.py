@@ -1,0 +1,207 @@
+"""Speed features that must not change results: token-budget batches (emo_hf.batching), the memory plan
+(emo_hf.memory_plan), predict_proba's length sort; and `emo-hf train --max-tokens-per-batch` end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from emo_hf.batching import TokenBudgetBatchSampler, bucket_lengths, bucket_of
+from emo_hf.memory_plan import BackboneShape, plan_memory, shape_of
+
+# Token lengths with the shape of GoEmotions (2..51, mean ~18) plus a few at max_length.
+RNG = np.random.default_rng(0)
+LENGTHS = np.concatenate([RNG.integers(2, 52, size=1500), np.full(7, 128)])
+BUCKETS = bucket_lengths(128)
+
+
+def _epoch(sampler, epoch):
+    sampler.set_epoch(epoch)
+    return [list(b) for b in sampler]
+
+
+def test_every_row_once_per_epoch_and_no_batch_over_the_budget():
+    sampler = TokenBudgetBatchSampler(LENGTHS, 2048, BUCKETS, seed=3)
+    for epoch in range(3):
+        batches = _epoch(sampler, epoch)
+        assert len(batches) == len(sampler)  # the count the Trainer reads up front holds in every epoch
+        rows = np.concatenate(batches)
+        assert sorted(rows.tolist()) == list(range(len(LENGTHS)))
+        for batch in batches:
+            padded = len(batch) * bucket_of(int(LENGTHS[batch].max()), BUCKETS)
+            assert padded <= 2048, (len(batch), LENGTHS[batch].max())
+    # Short rows fill a batch: many more rows per batch than a 128-token pad would allow.
+    assert sampler.summary()["mean_rows_per_batch"] > 2 * (2048 // 128)
+    assert sampler.summary()["pad_fraction"] < 0.25
+
+
+def test_the_order_is_fixed_by_seed_and_epoch_and_changes_across_epochs():
+    a = TokenBudgetBatchSampler(LENGTHS, 2048, BUCKETS, seed=3)
+    b = TokenBudgetBatchSampler(LENGTHS, 2048, BUCKETS, seed=3)
+    assert _epoch(a, 1) == _epoch(b, 1)
+    assert _epoch(a, 0) != _epoch(a, 1)
+    assert _epoch(a, 0) != _epoch(TokenBudgetBatchSampler(LENGTHS, 2048, BUCKETS, seed=4), 0)
+
+
+def test_rank_shards_are_disjoint_cover_every_row_and_split_the_same_global_batches():
+    whole = TokenBudgetBatchSampler(LENGTHS, 1024, BUCKETS, seed=5, num_replicas=3, rank=0)
+    shards = [TokenBudgetBatchSampler(LENGTHS, 1024, BUCKETS, seed=5, num_replicas=3, rank=r) for r in range(3)]
+    per_rank = [_epoch(s, 2) for s in shards]
+    assert len({len(p) for p in per_rank}) == 1  # every rank takes the same number of steps
+    rows = [set(np.concatenate(p).tolist()) for p in per_rank]
+    assert not (rows[0] & rows[1]) and not (rows[0] & rows[2]) and not (rows[1] & rows[2])
+    assert set.union(*rows) == set(range(len(LENGTHS)))
+    whole.set_epoch(2)
+    assert [b.tolist() for b in whole.global_batches()[1::3]] == per_rank[1]
+
+
+def test_evaluation_order_is_sorted_longest_first_and_a_too_small_budget_is_refused():
+    sampler = TokenBudgetBatchSampler(LENGTHS, 4096, BUCKETS, shuffle=False)
+    widths = [bucket_of(int(LENGTHS[b].max()), BUCKETS) for b in sampler]
+    assert widths == sorted(widths, reverse=True)
+    with pytest.raises(ValueError, match="--max-tokens-per-batch 100 is smaller than one row of the longest bucket"):
+        TokenBudgetBatchSampler(LENGTHS, 100, BUCKETS)
+
+
+def test_bucket_lengths_and_the_collator_pads_to_the_bucket(tiny_mistral_dir):
+    from transformers import AutoTokenizer
+
+    from emo_hf.batching import BucketPaddingCollator
+
+    assert bucket_lengths(128) == [8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128]
+    assert bucket_lengths(50)[-2:] == [48, 50] and bucket_lengths(5)[-1] == 5
+    assert bucket_of(17, BUCKETS) == 24 and bucket_of(16, BUCKETS) == 16 and bucket_of(3, BUCKETS) == 8
+    tokenizer = AutoTokenizer.from_pretrained(tiny_mistral_dir)
+    tokenizer.padding_side = "right"
+    features = [{"input_ids": list(range(4, 4 + n)), "attention_mask": [1] * n, "labels": [0, 1]} for n in (3, 20)]
+    batch = BucketPaddingCollator(tokenizer, BUCKETS)(features)
+    assert batch["input_ids"].shape == (2, 24) and batch["labels"].dtype.is_floating_point
+    assert batch["attention_mask"].sum(1).tolist() == [3, 20]
+    assert batch["input_ids"][0, :3].tolist() == [4, 5, 6] and batch["input_ids"][0, 3:].eq(tokenizer.pad_token_id).all()
+    # A row without tokens becomes one attended non-pad token (unk): an all-zero mask row NaNs cuDNN attention's
+    # gradients, and the pad token's zero embedding would stay zero through every layer.
+    empty = BucketPaddingCollator(tokenizer, BUCKETS)([{"input_ids": [], "attention_mask": [], "labels": [0, 0]},
+                                                      features[0]])
+    assert empty["attention_mask"].sum(1).tolist() == [1, 3] and empty["input_ids"].shape == (2, 8)
+    assert empty["input_ids"][0, 0] == tokenizer.unk_token_id != tokenizer.pad_token_id
+
+
+# ---- memory plan ----------------------------------------------------------------------------------------------------
+def _qwen_05b():
+    from transformers import Qwen2Config
+
+    # Qwen2.5-0.5B's config values (hidden 896, 24 layers, 14/2 heads, MLP 4864, vocab 151936, tied embeddings).
+    return shape_of(Qwen2Config(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                                num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True))
+
+
+def _mistral_24b():
+    from transformers import MistralConfig
+
+    return shape_of(MistralConfig(hidden_size=5120, intermediate_size=32768, num_hidden_layers=40,
+                                  num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=131072))
+
+
+def test_shapes_count_the_known_parameter_totals():
+    assert abs(_qwen_05b().params / 1e9 - 0.494) < 0.01  # Qwen2.5-0.5B: 0.49B parameters
+    assert abs(_mistral_24b().params / 1e9 - 23.57) < 0.05  # Mistral Small 3.1 text model: 23.6B
+
+
+def test_a_small_model_on_a_big_card_needs_no_4bit_or_checkpointing():
+    plan = plan_memory(_qwen_05b(), free_bytes=140e9, tokens_per_batch=16384, lora_r=16)
+    assert (plan.load_in_4bit, plan.gradient_checkpointing, plan.offload_checkpointing) == (False, False, False)
+    assert plan.decided == ["load_in_4bit", "gradient_checkpointing", "offload_checkpointing"]
+
+
+def test_the_24b_shape_on_a_24gb_card_needs_4bit_and_checkpointing():
+    plan = plan_memory(_mistral_24b(), free_bytes=23.5 * 2**30, tokens_per_batch=4096, lora_r=16)
+    assert plan.load_in_4bit and plan.gradient_checkpointing
+    assert plan.estimate_gib["total"] <= 0.85 * 23.5
+    bf16 = plan_memory(_mistral_24b(), free_bytes=23.5 * 2**30, tokens_per_batch=4096, lora_r=16, load_in_4bit=False)
+    assert not bf16.load_in_4bit and "nothing allowed fits" in bf16.reason  # explicit False wins, and says so
+
+
+def test_explicit_settings_win_and_the_plan_is_recorded():
+    plan = plan_memory(_qwen_05b(), free_bytes=140e9, tokens_per_batch=4096, load_in_4bit=True,
+                       gradient_checkpointing=True)
+    assert plan.load_in_4bit and plan.gradient_checkpointing and plan.decided == ["offload_checkpointing"]
+    assert json.loads(json.dumps(plan.to_dict()))["estimate_gib"]["total"] > 0
+    cpu = plan_memory(_mistral_24b(), free_bytes=None, tokens_per_batch=4096, on_gpu=False)
+    assert (cpu.load_in_4bit, cpu.gradient_checkpointing) == (False, False)
+
+
+# ---- predict_proba's length sort ------------------------------------------------------------------------------------
+def test_predict_proba_restores_the_order_of_texts_of_shuffled_lengths(tiny_mistral_dir):
+    import torch
+
+    from emo_hf.backbones import load_for_training
+
+    torch.manual_seed(0)
+    model = load_for_training(tiny_mistral_dir, labels=["joy", "anger", "sadness"], lora={"r": 4, "lora_alpha": 8},
+                              max_length=32)
+    words = "i love hate this that day so sad happy angry what a the is it not you me".split()
+    rng = np.random.default_rng(1)
+    texts = [" ".join(rng.choice(words, size=n)) for n in rng.permutation(np.arange(1, 25))]
+    together = model.predict_proba(texts, batch_size=5)
+    one_by_one = np.concatenate([model.predict_proba([t]) for t in texts])
+    assert together.shape == (24, 3)
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+    assert np.abs(together[0] - together[1:]).max() > 1e-4  # rows differ, so a wrong order would show
+
+
+# ---- end to end -----------------------------------------------------------------------------------------------------
+def test_train_with_a_token_budget_end_to_end(goemotions_slice_data, tmp_path):
+    from emo_hf.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(goemotions_slice_data), "--out", str(out), "--preset", "tiny-random",
+                 "--epochs", "2", "--max-tokens-per-batch", "1024"]) == 0
+    info = json.loads((out / "model" / "training_info.json").read_text())
+    batching = info["batching"]
+    assert batching["max_tokens_per_batch"] == 1024 and batching["buckets"] == bucket_lengths(32)
+    assert batching["mean_rows_per_optimizer_step"] > 16  # more rows per step than the preset's batch_size 16
+    assert sum(batching["rows_per_bucket"].values()) == info["train_rows"]
+    steps = [h["step"] for h in info["log_history"] if "eval_macro_f1" in h]
+    assert steps == [batching["batches_per_epoch"], 2 * batching["batches_per_epoch"]]  # every batch, both epochs
+    plan = info["memory_plan"]
+    assert plan["load_in_4bit"] is False and plan["gradient_checkpointing"] is False  # a CPU run
+    assert info["hyperparameters"]["max_tokens_per_batch"] == 1024
+
+
+def test_an_empty_row_gets_a_token_whose_gradients_stay_bounded(tiny_mistral_dir):
+    """The pad token has a zero embedding (padding_idx): a row of only that stays zero through every layer and each
+    RMSNorm's backward multiplies the gradient by ~1/sqrt(eps); the filler token (unk) does not."""
+    import torch
+
+    from emo_hf.backbones import load_for_training
+    from emo_hf.batching import BucketPaddingCollator, fill_empty_rows, filler_token_id
+
+    torch.manual_seed(0)
+    model = load_for_training(tiny_mistral_dir, labels=["joy", "anger"], lora={"r": 4, "lora_alpha": 8}, max_length=32)
+    tokenizer = model.tokenizer
+    rows = [{"input_ids": [], "attention_mask": [], "labels": [1, 0]},
+            {"input_ids": [4, 5, 6], "attention_mask": [1, 1, 1], "labels": [0, 1]}]
+
+    embedding = model.get_input_embeddings()
+    assert float(embedding.weight[tokenizer.pad_token_id].abs().max()) == 0.0  # padding_idx: the pad row is zero
+    seen = {}
+
+    def keep(module, inputs, output):  # the gradient reaching the empty row's input, through every layer's norms
+        output.requires_grad_(True)
+        output.retain_grad()
+        seen["embedded"] = output
+
+    embedding.register_forward_hook(keep)
+
+    def max_grad(batch) -> float:
+        model.zero_grad(set_to_none=True)
+        model(**batch).loss.backward()
+        return float(seen["embedded"].grad[0, 0].abs().max())
+
+    filled = BucketPaddingCollator(tokenizer, BUCKETS)([dict(r) for r in rows])
+    padded = BucketPaddingCollator(tokenizer, BUCKETS)(fill_empty_rows([dict(r) for r in rows], tokenizer.pad_token_id))
+    assert filler_token_id(tokenizer) == tokenizer.unk_token_id
+    assert max_grad(filled) < 1e3
+    assert max_grad(padded) > 1e3 * max_grad(filled)  # what a pad-token filler did
