@@ -107,9 +107,10 @@ def select_train_rows(train, settings: TrainSettings):
     return train.select(indices.tolist())
 
 
-def _tokenize(splits, tokenizer, max_length: int):
+def _tokenize(splits, tokenizer, max_length: int, format_texts=None):
     def encode(batch):
-        encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        texts = format_texts(batch["text"]) if format_texts is not None else batch["text"]  # the config's prompt
+        encoded = tokenizer(texts, truncation=True, max_length=max_length)
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
     keep = {"input_ids", "attention_mask", "labels"}
@@ -214,6 +215,7 @@ def build_model(settings: TrainSettings, label_names: list[str], encoder: dict |
         focal_gamma=settings.focal_gamma,
         focal_alpha=settings.focal_alpha,
         classifier_dropout=settings.classifier_dropout,
+        prompt=settings.prompt,
     )
     if settings.input_mode == "embedding":
         kwargs.update(num_soft_tokens=settings.num_soft_tokens, **(encoder or {}))
@@ -225,6 +227,7 @@ def build_model(settings: TrainSettings, label_names: list[str], encoder: dict |
         max_length=settings.max_length,
         load_in_4bit=settings.load_in_4bit,  # True on a CPU raises a clear error (4-bit needs bitsandbytes on a GPU)
         gradient_checkpointing=settings.gradient_checkpointing or None,
+        use_unsloth=None if settings.unsloth else False,  # None: Unsloth when installed (GPU, 4-bit, LoRA)
         **kwargs,
     )
 
@@ -273,7 +276,7 @@ def train(
     train_split = select_train_rows(splits["train"], settings) if settings.input_mode == "text" else splits["train"]
     eval_splits = {"train": train_split, "validation": splits["validation"]}
     if settings.input_mode == "text":
-        encoded = _tokenize(eval_splits, model.tokenizer, settings.max_length)
+        encoded = _tokenize(eval_splits, model.tokenizer, settings.max_length, model.format_texts)
         collator = TextCollator(model.tokenizer)
     else:
         encoded = _embedding_columns(eval_splits)

@@ -57,3 +57,14 @@ def goemotions_slice_data(tmp_path_factory):
     build_dataset(sliced, out, target_per_label=30, cache_dir=tmp_path_factory.mktemp("slice-embeddings"),
                   show_progress=False)
     return out
+
+
+# ---- backbone family fixtures (tests/test_families.py) -------------------------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_family_dirs(tmp_path_factory):
+    """{family: folder} of tiny random base models of each family (emo_hf.backbones.tiny), tokenizers whose pad
+    token is missing or equals eos as the real ones ship."""
+    from emo_hf.backbones.tiny import FAMILY_TOKENS, build_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny-families")
+    return {family: str(build_tiny_model(family, root / family)) for family in FAMILY_TOKENS}
