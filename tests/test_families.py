@@ -209,3 +209,26 @@ def test_smollm2_trains_through_the_cli(goemotions_slice_data, tmp_path):
     assert info["epochs_run"] == 1 and 0 <= info["validation_metrics_tuned"]["macro_f1"] <= 1
     probabilities = model.predict_proba(["I am so happy for you!", "This is awful."])
     assert probabilities.shape == (2, len(config.labels))
+
+
+def test_instruction_prompt_is_recorded_and_applied_on_reload(trained, tmp_path):
+    from transformers import AutoModel
+
+    _, _, _, model = trained["qwen2"]
+    question = "Which emotions does this text express?"
+    model.config.prompt = "instruction"
+    try:
+        assert model.format_texts(["i love it"]) == [f"{question}\nText: i love it\nEmotions:"]  # no chat template
+        model.tokenizer.chat_template = ("{{ bos_token }}{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+                                         "{{ m['content'] }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n")
+        wrapped = model.format_texts(["i love it"])[0]
+        assert wrapped.startswith("<|im_start|>user\n" + question) and wrapped.endswith("<|im_start|>assistant")
+        model.save_pretrained(tmp_path)
+        loaded = AutoModel.from_pretrained(str(tmp_path))
+        assert loaded.config.prompt == "instruction" and loaded.format_texts(["i love it"]) == [wrapped]
+        with torch.no_grad():  # predict reads the wrapped text, as training did
+            expected = torch.sigmoid(loaded(**loaded.tokenizer([wrapped], return_tensors="pt")).logits).numpy()
+        assert (abs(loaded.predict_proba(["i love it"]) - expected) < 1e-6).all()
+    finally:
+        model.config.prompt = "plain"
+        model.tokenizer.chat_template = None
