@@ -1,6 +1,7 @@
-"""`emo-hf ablate` end to end on a GoEmotions-shaped slice of the real files (300 train / 100 dev / 100 test rows) with
+"""`emo-hf ablate` end to end on a GoEmotions-shaped slice of the real files (400 train / 100 dev / 100 test rows) with
 the tiny random Mistral: three variants (text focal, text BCE, embedding ISMOTE) tabulated, then a second call skips
-them."""
+them. (400 train rows: the first 300 hold only 4 fear and 4 disgust positives, fewer than the k+1 = 6 that
+`data build --balance ismote` requires.)"""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def slice_source(tmp_path_factory):
 
     if goemotions_dir() is None:
         pytest.skip(SKIP_REASON)
-    return write_goemotions_slice(tmp_path_factory.mktemp("ablation-source"), 300, 100, 100)
+    return write_goemotions_slice(tmp_path_factory.mktemp("ablation-source"), 400, 100, 100)
 
 
 def _ablate(source, out):
@@ -45,7 +46,7 @@ def test_ablate_tabulates_the_variants_and_skips_finished_ones(slice_source, tmp
         assert row["train_rows"] > 0 and row["train_seconds"] >= 0
     assert rows["text-none"]["mode"] == "text" and rows["embedding-ismote"]["mode"] == "embedding"
     assert rows["text-bce"]["loss"] == "BCE" and rows["text-none"]["loss"].startswith("focal")
-    assert rows["text-none"]["train_rows"] == 300  # every row kept; the others drop half of the no-emotion rows
+    assert rows["text-none"]["train_rows"] == 400  # every row kept; the others drop half of the no-emotion rows
     assert (out / "data-ismote" / "build_info.json").is_file() and (out / "data-none" / "build_info.json").is_file()
     assert summary["command"].startswith("emo-hf ablate") and summary["machine"] and summary["date"]
     table = (out / "ablation.md").read_text()

@@ -118,7 +118,7 @@ def test_folder_layout_and_build_info(tiny_build):
     assert "config_name: raw" in card and f"path: data/balanced/train-{info['fingerprint']}.parquet" in card
     assert "| fear |" in card and "label_counts.png" in card and "Identical texts across splits" in card
     assert (out / "label_counts.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not list(out.parent.glob(".tiny.tmp-*"))
+    assert not list(out.parent.glob(".tiny.*"))  # no temporary or old folder of the build left next to OUT
 
 
 def test_load_dataset_in_a_fresh_process(tiny_build, tmp_path):

@@ -174,7 +174,7 @@ def test_user_data_errors(tmp_path):
         load_user_data(tmp_path / "absent.csv")
     jsonl = tmp_path / "bad.jsonl"
     jsonl.write_text('{"text": "a", "joy": 1}\n{"text": "b", "joy": 2}\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"row 1, column 'joy' holds 2"):
+    with pytest.raises(ValueError, match=r"bad\.jsonl: row 1 \(line 2\), column 'joy' holds 2"):
         load_user_data(jsonl, label_column=["joy"])
 
 

@@ -67,6 +67,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default: the --labels columns when they exist, else a 'labels' column)",
     )
     build.add_argument("--split-column", default=None, help="your file: column holding train/validation/test (default: make seeded stratified splits)")
+    build.add_argument(
+        "--drop-unknown-labels",
+        action="store_true",
+        help="your file: ignore label names in the label column that are not in --labels (default: refuse them, so a "
+        "typo such as 'angr' is not silently read as 'no emotion')",
+    )
     build.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="upload the finished folder as a Hub dataset repo")
     build.add_argument("--public", action="store_true", help="with --push-to-hub: make the repo public (default: private)")
     build.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -86,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         user_data["label_column"] = columns[0] if len(columns) == 1 and "," not in args.label_column else columns
     if args.split_column:
         user_data["split_column"] = args.split_column
+    if args.drop_unknown_labels:
+        user_data["drop_unknown_labels"] = True
     info = build_dataset(
         source,
         args.out,

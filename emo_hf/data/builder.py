@@ -16,7 +16,9 @@ Folder layout:
       data/balanced/{train,validation,test}-<fingerprint>.parquet   + embedding, is_synthetic, seed_id, neighbor_id
 
 Everything is written to a temporary folder next to OUT and moved into place at the end, so a failed build leaves
-OUT as it was.
+OUT as it was. OUT is checked before any work, the loaded splits are checked before embedding (`checks`), a killed
+build's temporary folders are removed by the next build into the same OUT (`staging`), and the embedding cache grows
+in shards, so a rerun only embeds what a killed build had not.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,11 +37,13 @@ import numpy as np
 
 from .balancing import METHODS, balance as balance_rows
 from .card import data_file, write_dataset_card
+from .checks import check_splits
 from .embedding import DEFAULT_ENCODER, embed_texts
 from .leakage import check_no_leakage, cross_split_duplicate_texts
 from .loading import (
     GOEMOTIONS_FILES, GOEMOTIONS_HUB_ID, SPLITS, column_values, label_matrix, label_names, load_goemotions, load_user_data,
 )
+from .staging import check_out, clean_stale, make_temporary, move_into_place
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict, Features
@@ -126,21 +129,6 @@ def _load_source(
     )
 
 
-def _move_into_place(temporary: Path, out: Path) -> None:
-    """Replace OUT by the finished build; an existing OUT must be an earlier build (or empty)."""
-    if out.exists():
-        if not out.is_dir() or (any(out.iterdir()) and not (out / BUILD_INFO_FILE).is_file()):
-            raise FileExistsError(
-                f"{out} exists and is not an emo-hf dataset folder (no {BUILD_INFO_FILE}); choose another --out or remove it."
-            )
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-        os.replace(out, old / out.name)
-        os.replace(temporary, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(temporary, out)
-
-
 def build_dataset(
     source: Any,
     out: str | Path,
@@ -181,12 +169,16 @@ def build_dataset(
         clock = now
 
     out = Path(out).expanduser().absolute()
+    check_out(out)  # before any work: a bad --out fails now, not after minutes of embedding
+    clean_stale(out)
     dataset, source_kind, source_description = _load_source(source, labels, seed, user_data)
     missing = [s for s in SPLITS if s not in dataset]
     if missing:
         raise ValueError(f"The source has no {missing} split(s); it needs train, validation and test.")
     names = label_names(dataset)
     check_no_leakage({split: dataset[split] for split in SPLITS})
+    warnings = check_splits({split: dataset[split] for split in SPLITS}, names, balance, target_per_label, k_neighbors,
+                            source=source_description)
     texts = {split: column_values(dataset[split], "text") for split in SPLITS}
     duplicates = cross_split_duplicate_texts(texts)
     lap("load")
@@ -264,11 +256,12 @@ def build_dataset(
             "test": count(label_matrix(dataset["test"])),
         },
         "duplicates": duplicates,
+        "warnings": warnings,
         "command": command or _python_call(source, out, labels, balance, target_per_label, keep_no_emotion, encoder, seed),
     }
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    temporary = make_temporary(out)
     import datasets
 
     bars_were_on = datasets.is_progress_bar_enabled()
@@ -294,7 +287,7 @@ def build_dataset(
         lap("write")
         info["seconds"] = {**timings, "total": round(time.perf_counter() - start, 2)}
         (temporary / BUILD_INFO_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        _move_into_place(temporary, out)
+        move_into_place(temporary, out)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
@@ -340,6 +333,8 @@ def format_summary(info: dict[str, Any]) -> str:
     lines.append(f"  identical texts across source splits (kept): {duplicates}")
     seconds = info.get("seconds", {})
     lines.append("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()))
+    for warning in info.get("warnings") or []:
+        lines.append(f"  warning: {warning}")
     if info.get("pushed_to"):
         lines.append(f"  pushed to {info['pushed_to']}")
     return "\n".join(lines)

@@ -16,16 +16,19 @@ A row with none of the selected labels is a no-emotion row: `labels` all zeros, 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import logging
+
 import numpy as np
 
 from ..labels import GOEMOTIONS_LABELS, resolve_labels
+from .readers import decode, read_delimited, read_table
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # datasets is heavy: imported inside the functions
     from datasets import Dataset, DatasetDict, Features
@@ -35,6 +38,8 @@ GOEMOTIONS_HUB_CONFIG = "simplified"
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 # official file name -> split name
 GOEMOTIONS_FILES: dict[str, str] = {"train.tsv": "train", "dev.tsv": "validation", "test.tsv": "test"}
+# rows of the official files (the shared README; tests/test_data_loading.py checks them on the real folder)
+OFFICIAL_ROWS: dict[str, int] = {"train.tsv": 43410, "dev.tsv": 5426, "test.tsv": 5427}
 SPLIT_ALIASES: dict[str, str] = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
                                  "dev": "validation", "test": "test"}
 
@@ -126,30 +131,21 @@ def from_id_rows(
 
 
 def _read_text(path: Path) -> str:
-    """The file's text; non-UTF-8 bytes are an error naming the file, line and byte offset."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise ValueError(
-            f"{path}: line {line} (byte offset {error.start}) is not valid UTF-8 ({data[error.start:error.start + 4]!r}); "
-            "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 in > out`."
-        ) from None
+    """The file's text (UTF-8, BOM dropped, or UTF-16 with a BOM); undecodable bytes name the file, line and offset."""
+    return decode(path)
 
 
 def _read_goemotions_tsv(path: Path, n_source_labels: int) -> dict[str, list]:
-    """Parse one official TSV: `text<TAB>comma-separated label ids<TAB>comment id`, CSV quoting, no header."""
-    text = _read_text(path)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t")
+    """Parse one official TSV: `text<TAB>comma-separated label ids<TAB>comment id`, CSV quoting, no header.
+    `read_delimited` refuses merged lines (a stray quote) and checks records against physical lines."""
+    _, records = read_delimited(path, delimiter="\t", n_fields=3)
+    if not records:
+        raise ValueError(
+            f"{path} has no rows: every split needs rows (the official GoEmotions {path.name} has "
+            f"{OFFICIAL_ROWS.get(path.name, 'thousands of')} rows). Restore the file, e.g. from the GoEmotions release."
+        )
     texts, id_lists, ids = [], [], []
-    for fields in reader:
-        line = reader.line_num
-        if len(fields) != 3:
-            raise ValueError(
-                f"{path}: line {line} has {len(fields)} field(s), expected 3 (text<TAB>label ids<TAB>id): {fields!r:.200}"
-            )
-        body, label_field, comment_id = fields
+    for line, (body, label_field, comment_id) in records:
         if not body.strip():
             raise ValueError(f"{path}: line {line} (id {comment_id!r}) has an empty text; remove the line or fill it in.")
         try:
@@ -225,47 +221,7 @@ def load_goemotions(source: str | Path = GOEMOTIONS_HUB_ID, labels: Sequence[str
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _read_table(path: Path):
-    """CSV / JSONL / parquet -> pandas DataFrame, with errors that name the file and line."""
-    import pandas as pd
-
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; pass a CSV, JSONL or parquet file.")
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    text = _read_text(path)
-    if suffix in (".jsonl", ".json"):
-        records = []
-        for line_number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}: line {line_number} is not valid JSON ({error.msg}): {line!r:.200}") from None
-        return pd.DataFrame.from_records(records)
-    if suffix in (".csv", ".tsv"):
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise ValueError(f"{path} is empty; it needs a header line and rows.") from None
-        rows = []
-        for fields in reader:
-            if not fields:
-                continue
-            if len(fields) != len(header):
-                raise ValueError(
-                    f"{path}: line {reader.line_num} has {len(fields)} field(s), the header has {len(header)} "
-                    f"({header}); quote fields that contain the delimiter."
-                )
-            rows.append(fields)
-        return pd.DataFrame(rows, columns=header)
-    raise ValueError(f"{path}: unsupported file type {suffix!r}; use .csv, .jsonl or .parquet.")
-
-
-def _parse_name_list(value, row: int, path: Path) -> list[str]:
+def _parse_name_list(value, place: str, path: Path) -> list[str]:
     """A cell of the label-name-list column: a list, a JSON list string, or 'a,b' / 'a;b'."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return []
@@ -274,10 +230,38 @@ def _parse_name_list(value, row: int, path: Path) -> list[str]:
     value = str(value).strip()
     if value.startswith("["):
         try:
-            return [str(v).strip() for v in json.loads(value)]
+            names = json.loads(value)
         except json.JSONDecodeError:
-            raise ValueError(f"{path}: row {row}: label list {value!r} is not valid JSON; write e.g. [\"joy\", \"anger\"].") from None
+            names = None
+        if not isinstance(names, list):
+            raise ValueError(f"{path}: {place}: label list {value!r} is not a valid JSON list; write e.g. [\"joy\", \"anger\"].")
+        return [str(v).strip() for v in names]
     return [v.strip() for v in value.replace(";", ",").split(",") if v.strip()]
+
+
+def _refuse_unknown_names(name_lists: list[list[str]], chosen: list[str], place, path: Path, drop: bool) -> None:
+    """Label names in the data outside the chosen set (a typo `angr`) are refused, with counts and the first places,
+    unless `drop` (then logged): silently dropping them would turn those rows into no-emotion rows."""
+    allowed = set(chosen)
+    unknown: dict[str, list[int]] = {}
+    for row, names in enumerate(name_lists):
+        for name in names:
+            if name not in allowed:
+                unknown.setdefault(name, []).append(row)
+    if not unknown:
+        return
+    n_rows = len({row for rows in unknown.values() for row in rows})
+    ranked = sorted(unknown.items(), key=lambda item: (-len(item[1]), item[0]))
+    examples = ", ".join(f"{name!r} x{len(rows)} (first at {place(rows[0])})" for name, rows in ranked[:5])
+    more = f" and {len(ranked) - 5} more name(s)" if len(ranked) > 5 else ""
+    message = f"{path}: {n_rows} row(s) carry label name(s) outside the label set {chosen}: {examples}{more}"
+    if drop:
+        logger.warning("%s; dropped as asked (--drop-unknown-labels)", message)
+        return
+    raise ValueError(
+        f"{message}. Fix the typos, add the names to --labels, or pass --drop-unknown-labels "
+        f"(drop_unknown_labels=True) to ignore them (a row left with no label becomes a no-emotion row)."
+    )
 
 
 def _checked(chosen: list[str], valid: list[str], path: Path) -> list[str]:
@@ -288,13 +272,13 @@ def _checked(chosen: list[str], valid: list[str], path: Path) -> list[str]:
     return chosen
 
 
-def _flag(value, row: int, column: str, path: Path) -> float:
+def _flag(value, place: str, column: str, path: Path) -> float:
     text = str(value).strip().lower()
     if text in ("1", "1.0", "true", "yes"):
         return 1.0
     if text in ("0", "0.0", "false", "no", "", "nan", "none"):
         return 0.0
-    raise ValueError(f"{path}: row {row}, column {column!r} holds {value!r}; label columns must be 0 or 1.")
+    raise ValueError(f"{path}: {place}, column {column!r} holds {value!r}; label columns must be 0 or 1.")
 
 
 def stratified_split(
@@ -349,8 +333,9 @@ def load_user_data(
     split_column: str | None = None,
     id_column: str | None = None,
     seed: int = 42,
+    drop_unknown_labels: bool = False,
 ) -> DatasetDict:
-    """The user's CSV / JSONL / parquet file as the same `DatasetDict` shape as `load_goemotions`.
+    """The user's CSV / TSV / JSONL / parquet file as the same `DatasetDict` shape as `load_goemotions`.
 
     Labels come either from one column holding lists of label names (`label_column="emotions"`; in a CSV write
     `joy,anger` or `["joy", "anger"]`) or from one 0/1 column per label (`label_column=["joy", "anger"]`, or
@@ -358,6 +343,8 @@ def load_user_data(
     every name found, sorted, for a list column; the given columns for 0/1 columns). `split_column` holds
     train / validation (or dev) / test; without it, seeded stratified splits are made (80/10/10, identical texts kept
     in one split). Ids come from `id_column` (default: an `id` column when there is one, else the row number).
+    Label names in a list column that are not in `labels` (a typo `angr`) are refused with their count and first
+    lines unless `drop_unknown_labels=True`. Every error names the file and the line (the row for parquet).
 
         >>> ds = load_user_data("mine.csv", label_column="emotions", labels=["joy", "anger"])
         >>> ds = load_user_data("mine.jsonl", label_column=["joy", "anger"])
@@ -365,12 +352,21 @@ def load_user_data(
     from datasets import Dataset, DatasetDict
 
     path = Path(path).expanduser()
-    frame = _read_table(path)
+    frame, lines, lacking = read_table(path)
     columns = list(frame.columns)
+
+    def place(row: int) -> str:
+        return f"row {row} (line {lines[row]})" if lines is not None else f"row {row}"
 
     def need(column: str, role: str) -> None:
         if column not in columns:
             raise ValueError(f"{path}: no {role} column {column!r}; columns are {columns}. Pass e.g. {role}_column={columns[0]!r}.")
+        if lacking.get(column):  # a JSONL record without the key: say so instead of reading it as empty
+            where = lacking[column]
+            raise ValueError(
+                f"{path}: line {where[0]} has no {column!r} key ({len(where)} record(s) lack it); give every record the "
+                f"key (null or [] for no labels)."
+            )
 
     need(text_column, "text")
     if label_column is None:
@@ -385,28 +381,32 @@ def load_user_data(
             )
     if isinstance(label_column, str):
         need(label_column, "label")
-        name_lists = [_parse_name_list(v, row, path) for row, v in enumerate(frame[label_column].tolist())]
+        name_lists = [_parse_name_list(v, place(row), path) for row, v in enumerate(frame[label_column].tolist())]
         found = sorted({name for names in name_lists for name in names})
         chosen = _checked(resolve_labels(labels, valid=found), found, path) if labels is not None else found
         if not chosen:
             raise ValueError(f"{path}: column {label_column!r} holds no label names.")
+        _refuse_unknown_names(name_lists, chosen, place, path, drop_unknown_labels)
         position = {name: i for i, name in enumerate(chosen)}
-        # names outside the selected set are other labels of the file: the row is no-emotion for the selection
         positives = [sorted({position[n] for n in names if n in position}) for names in name_lists]
     else:
         label_columns = list(label_column)
         missing = [c for c in label_columns if c not in columns]
         if missing:
             raise ValueError(f"{path}: label column(s) {missing} not found; columns are {columns}.")
+        for column in label_columns:
+            need(column, "label")
         chosen = _checked(resolve_labels(labels, valid=label_columns), label_columns, path) if labels is not None else label_columns
         positives = []
-        flags = {c: [_flag(v, row, c, path) for row, v in enumerate(frame[c].tolist())] for c in chosen}
+        flags = {c: [_flag(v, place(row), c, path) for row, v in enumerate(frame[c].tolist())] for c in chosen}
         for row in range(len(frame)):
             positives.append([i for i, c in enumerate(chosen) if flags[c][row] > 0])
     texts = frame[text_column].tolist()
     for row, text in enumerate(texts):
+        if isinstance(text, (list, dict, tuple, np.ndarray)):
+            raise ValueError(f"{path}: {place(row)}: {text_column!r} holds a {type(text).__name__}, not a text: {text!r:.80}.")
         if text is None or (isinstance(text, float) and np.isnan(text)) or not str(text).strip():
-            raise ValueError(f"{path}: row {row} (line {row + 2} of a CSV) has an empty {text_column!r}; fill it in or drop the row.")
+            raise ValueError(f"{path}: {place(row)} has an empty {text_column!r}; fill it in or drop the row.")
     texts = [str(t) for t in texts]
     if id_column is None and "id" in columns:
         id_column = "id"
@@ -416,7 +416,7 @@ def load_user_data(
         seen: dict[str, int] = {}
         for row, value in enumerate(ids):
             if value in seen:
-                raise ValueError(f"{path}: id {value!r} appears in rows {seen[value]} and {row}; ids must be unique.")
+                raise ValueError(f"{path}: id {value!r} appears in {place(seen[value])} and {place(row)}; ids must be unique.")
             seen[value] = row
     else:
         ids = [f"row-{row}" for row in range(len(frame))]
