@@ -232,3 +232,40 @@ def test_instruction_prompt_is_recorded_and_applied_on_reload(trained, tmp_path)
     finally:
         model.config.prompt = "plain"
         model.tokenizer.chat_template = None
+
+
+def test_unsloth_path_is_given_the_tokenizer_with_the_chosen_pad(tiny_family_dirs, monkeypatch):
+    """Unsloth (2026.10.9) loads the tokenizer itself and refuses pad == eos ("Could not find a valid pad token"):
+    load_for_training must hand it, through from_pretrained's tokenizer_name=, a folder whose tokenizer has the
+    family's pad. A stand-in FastLanguageModel (Unsloth needs a GPU) records the call and applies the same refusal."""
+    import types
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    seen = {}
+
+    class FastLanguageModel:
+        @staticmethod
+        def from_pretrained(model_name, max_seq_length, load_in_4bit, dtype, tokenizer_name=None, **kwargs):
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_name or model_name)
+            if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+                raise RuntimeError("Unsloth: Could not find a valid pad token")
+            seen.update(model_name=model_name, tokenizer_name=tokenizer_name, pad=tokenizer.pad_token)
+            return AutoModelForCausalLM.from_pretrained(model_name), tokenizer
+
+        @staticmethod
+        def get_peft_model(model, r, lora_alpha, lora_dropout, bias, target_modules, **kwargs):
+            seen["target_modules"] = target_modules
+            return get_peft_model(model, LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, bias=bias,
+                                                    target_modules=target_modules))
+
+    monkeypatch.setitem(sys.modules, "unsloth", types.SimpleNamespace(FastLanguageModel=FastLanguageModel))
+    folder = tiny_family_dirs["qwen2"]
+    assert AutoTokenizer.from_pretrained(folder).pad_token == "<|endoftext|>"  # pad == eos, as Qwen ships it
+    model = load_for_training(folder, labels=LABELS, lora={"r": 2}, max_length=16, use_unsloth=True,
+                              load_in_4bit=False)
+    assert seen["model_name"] == folder and seen["tokenizer_name"] != folder and seen["pad"] == "<|fim_pad|>"
+    assert model.tokenizer.pad_token == "<|fim_pad|>" and seen["target_modules"] == list(families.DECODER_PROJECTIONS)
+    with torch.no_grad():
+        assert model(**model.tokenize(TEXTS)).logits.shape == (len(TEXTS), len(LABELS))
