@@ -68,7 +68,8 @@ FIELD_HELP: dict[str, str] = {
     "lora": "The LoRA settings used in training (r, lora_alpha, lora_dropout, bias, target_modules), or None.",
     "load_in_4bit": "Whether the backbone was trained 4-bit (NF4); from_pretrained reloads it 4-bit on a GPU.",
     "prompt": "'plain': the backbone reads the text as it is. 'instruction': the text wrapped in the tokenizer's chat "
-    "template as a user turn asking 'Which emotions does this text express?' (training and predict alike).",
+    "template as a user turn asking 'Which emotions does this text express?' (training and predict alike). "
+    "max_length counts the whole wrapped input: Qwen2.5's and SmolLM2's templates add 36 and 38 tokens.",
 }
 
 # The question of the 'instruction' prompt (EmoModelForMultiLabel.format_texts).

@@ -90,6 +90,8 @@ PRESETS: dict[str, TrainSettings] = {
     # Qwen2.5-Coder-0.5B-Instruct as --backbone, gave test macro-F1 0.551 validation-tuned (0.501 at 0.5) in 443.7 s
     # of training on the H200 (2026-12-01, issue 11). Batch size, 4-bit and checkpointing are speed settings, to be
     # tuned by measured memory and throughput (emo_hf.memory_plan); prompt 'plain' until 'instruction' is measured.
+    # max_length 128 leaves 92 text tokens under --prompt instruction (Qwen2.5's template + question: 36 tokens;
+    # GoEmotions texts are < 50 tokens at the 99th percentile).
     "qwen2.5-0.5b": TrainSettings(
         preset="qwen2.5-0.5b",
         backbone="Qwen/Qwen2.5-Coder-0.5B-Instruct",
