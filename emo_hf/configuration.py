@@ -157,6 +157,10 @@ class EmoConfig(PretrainedConfig):
                             "backbone_config=AutoConfig.from_pretrained('HuggingFaceTB/SmolLM2-135M-Instruct')")
             self.backbone_config = AutoConfig.for_model(**config_dict)
         super().__post_init__(**kwargs)
+        if self.problem_type is None:
+            # Independent sigmoids, one per label: transformers' text-classification pipeline reads this to apply a
+            # sigmoid (not a softmax) to the logits, so its scores equal predict_proba.
+            self.problem_type = "multi_label_classification"
         if self.label2id is None or set(self.label2id) != set(self.id2label.values()):
             self.label2id = {name: i for i, name in self.id2label.items()}
         self._validate()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -94,6 +93,9 @@ def check_model_folder(model_dir: str | Path) -> dict:
         if thresholds is not None and (not isinstance(thresholds, dict) or set(thresholds) != set(labels)):
             problems.append(f"thresholds.json must map each label of config.json {labels} to a threshold; it has "
                             f"{sorted(thresholds) if isinstance(thresholds, dict) else thresholds!r}")
+    for name in ("adapter/adapter_model.safetensors", "backbone.safetensors"):
+        if (model_dir / name).is_file():
+            _head_labels(model_dir / name)  # opens the header: a truncated or garbage file is named here
     head_file = model_dir / "head.safetensors"
     if head_file.is_file() and labels:
         head_labels = _head_labels(head_file)
@@ -106,7 +108,8 @@ def check_model_folder(model_dir: str | Path) -> dict:
 
 
 def _head_labels(head_file: Path) -> list[str] | None:
-    """The labels stored in head.safetensors' metadata by save_pretrained (None if it has none)."""
+    """The labels stored in head.safetensors' metadata by save_pretrained (None if it has none). Opening the file
+    checks its header and length, so a truncated or garbage file raises here, named."""
     from safetensors import safe_open
 
     try:
@@ -174,25 +177,28 @@ def export_model(model_dir: str | Path, out: str | Path, *, repo_id: str | None 
     if config.get("input_mode") == "embedding" and encoder and not _is_hub_id(encoder):
         logger.warning("The sentence encoder is the local path %r: predict() elsewhere needs the same encoder "
                        "(set encoder_name in config.json to its Hub id).", encoder)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-emo-export-{out.name}-", dir=out.parent))
+    from .atomic import make_temp_dir, remove_stale_temps, replace_dir, respect_umask
+    from .checkpoints import check_out_dir, fault_point
+
+    if not out.exists():
+        check_out_dir(out, known=(), flag="OUT")  # a place this user can write to, before any copying
+    prefixes = (f".tmp-emo-export-{out.name}-", f".tmp-emo-export-old-{out.name}-")
+    remove_stale_temps(out.parent, prefixes)  # what an export killed earlier left next to OUT
+    staging = make_temp_dir(out.parent, prefixes[0])
     try:
         files = exported_files(model_dir)
         for name in files:
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(model_dir / name, staging / name)
-        write_model_card(staging, repo_id=repo_id)
+            fault_point("export.copy")
+        write_model_card(staging, repo_id=repo_id, name=out.name)  # the final name, not the staging one
         left_out = sorted({p.relative_to(model_dir).parts[0] for p in model_dir.rglob("*") if p.is_file()}
                           - {Path(name).parts[0] for name in files} - {"README.md"})
         if left_out:
             logger.info("Not exported (not part of a trained model): %s", ", ".join(left_out))
-        if out.exists():
-            previous = out.with_name(f".tmp-emo-export-old-{out.name}-{os.getpid()}")
-            os.replace(out, previous)
-            os.replace(staging, out)
-            shutil.rmtree(previous, ignore_errors=True)
-        else:
-            os.replace(staging, out)
+        respect_umask(staging)  # copy2 keeps the source's modes (0600 safetensors of older saves)
+        fault_point("export.staged")
+        replace_dir(staging, out, prefixes[1])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("Exported %d files and README.md to %s", len(files), out)

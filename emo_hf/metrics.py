@@ -25,12 +25,17 @@ Conventions (shared by every function here):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 # The metrics every report shows, in this order (keys of multilabel_metrics' result and report.json's metric blocks).
 SUMMARY_METRICS: tuple[str, ...] = ("subset_accuracy", "micro_f1", "macro_f1", "macro_precision", "macro_recall")
+
+# The same metrics as an `evaluate` module shipped in the package: `evaluate.load(EVALUATE_MODULE)` (a local path,
+# so it loads offline; emo_hf/evaluate_metric/emo_multilabel.py calls the functions of this module).
+EVALUATE_MODULE: str = str(Path(__file__).resolve().parent / "evaluate_metric" / "emo_multilabel.py")
 
 # Default grid of tune_thresholds: 0.01, 0.02, ..., 0.99 (rounded so 0.07 is exactly 0.07, not 0.07000000000000001).
 DEFAULT_GRID: np.ndarray = np.round(np.arange(1, 100) / 100.0, 2)
@@ -169,7 +174,12 @@ def compute_metrics(eval_pred: Any, label_names: Sequence[str] | None = None) ->
     labels = np.asarray(_first(labels))
     if logits.ndim == 1:  # a single-label model may squeeze its last dimension
         logits, labels = logits.reshape(-1, 1), labels.reshape(-1, 1)
-    metrics = multilabel_metrics(labels.round().astype(np.int8), sigmoid(logits), 0.5, label_names)
+    return flat_metrics(multilabel_metrics(labels.round().astype(np.int8), sigmoid(logits), 0.5, label_names))
+
+
+def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """`multilabel_metrics`' result as flat floats: the five summary metrics, then `f1_<label>`,
+    `precision_<label>`, `recall_<label>` per label (the keys of compute_metrics and the evaluate module)."""
     flat = {key: metrics[key] for key in SUMMARY_METRICS}
     for name, row in metrics["per_label"].items():
         for key in ("f1", "precision", "recall"):

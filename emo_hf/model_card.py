@@ -232,8 +232,14 @@ def _data_section(info: dict, labels: list[str], model_dir: Path, is_goemotions:
     if not description and is_goemotions:
         description = ("GoEmotions (Demszky et al., 2020): English Reddit comments labelled with 27 emotions and "
                        "neutral, official train / validation / test split.")
+    settings = info.get("settings") if isinstance(info.get("settings"), dict) else None
+    balancing = data.get("balancing")
+    if settings and settings.get("input_mode", "text") == "text":
+        balancing = describe_text_balancing(settings)  # from the run's settings, not from a stored sentence
+    if balancing:
+        balancing = balancing[0].upper() + balancing[1:] + ("" if balancing.endswith(".") else ".")
     section: dict[str, Any] = {"description": description or "", "splits": None, "counts": None,
-                               "balancing": data.get("balancing"), "chart": None}
+                               "balancing": balancing, "chart": None}
     splits = data.get("splits")
     if isinstance(splits, dict) and splits:
         section["splits"] = _table(["Split", "Examples"], list(splits.items()))
@@ -258,9 +264,8 @@ def _protocol(report: dict, info: dict, is_goemotions: bool) -> list[str]:
     sentences = []
     split = report.get("split")
     if split:
-        source = "the official GoEmotions split" if is_goemotions else "a held-out split"
-        sentences.append(f"Scores are on the {split} split ({source}), which training, checkpoint choice and "
-                         "threshold tuning never saw.")
+        source = "of the official GoEmotions split" if is_goemotions else "of the data's split"
+        sentences.append(_protocol_split_sentence(split, selection.get("threshold_split"), source))
     if selection.get("checkpoint_metric"):
         sentences.append(f"The checkpoint kept is the one with the best {selection['checkpoint_metric']} on the "
                          "validation split.")
@@ -274,10 +279,59 @@ def _protocol(report: dict, info: dict, is_goemotions: bool) -> list[str]:
     return sentences
 
 
-def render_model_card(model_dir: str | Path, *, repo_id: str | None = None) -> str:
+# Folder names that say nothing about the model (a card titled "# model" is no title): the card names it instead.
+GENERIC_NAMES = {"model", "models", "export", "exported", "out", "output", "outputs", "run", "runs", "final", "best"}
+
+
+def describe_no_emotion(fraction: float | None) -> str:
+    """How much of the no-emotion train rows a run kept, in words: 'all', 'none', '50% (seeded sample)'."""
+    if fraction is None:
+        return "no-emotion rows: unknown share kept"
+    if fraction >= 1:
+        return "all no-emotion rows kept"
+    if fraction <= 0:
+        return "no no-emotion rows kept"
+    return f"{fraction:.0%} of the no-emotion rows kept (seeded sample)"
+
+
+def describe_text_balancing(settings: dict) -> str:
+    """The train-split treatment of a text-mode run, from its settings (train_balance, target_per_label,
+    keep_no_emotion, train_subset): what training_info.json stores and the card prints."""
+    parts = [f"random duplication of rare-label rows to {settings.get('target_per_label')} positives per label"
+             if settings.get("train_balance") == "random" else "no oversampling",
+             describe_no_emotion(settings.get("keep_no_emotion", 1.0))]
+    if settings.get("train_subset"):
+        parts.append(f"a seeded subset of {settings['train_subset']} rows")
+    return ", ".join(parts) + " (train split only)"
+
+
+def card_title(model_dir: Path, repo_id: str | None, name: str | None, base: str | None) -> str:
+    """The repo's name, else the folder's (`name`, e.g. the export target), unless that is generic ('model',
+    'checkpoint-12', a temp name): then '<backbone>-emotions'."""
+    if repo_id:
+        return repo_id.split("/")[-1]
+    name = name or model_dir.resolve().name
+    if name.lower() in GENERIC_NAMES or name.startswith(".") or name.startswith("checkpoint-"):
+        return f"{str(base).rstrip('/').split('/')[-1]}-emotions" if base else "emo_hf emotion classifier"
+    return name
+
+
+def _protocol_split_sentence(split: str, threshold_split: str | None, source: str) -> str:
+    """What the evaluated split was used for: only a split that nothing chose from is called unseen."""
+    if split == "train":
+        return f"Scores are on the train split ({source}): the model was trained on it, so they overstate its quality."
+    if split == (threshold_split or "validation"):
+        return (f"Scores are on the {split} split ({source}), which chose the checkpoint and tuned the thresholds: "
+                "they are optimistic, not a held-out estimate.")
+    return (f"Scores are on the {split} split ({source}), which training, checkpoint choice and threshold tuning "
+            "never saw.")
+
+
+def render_model_card(model_dir: str | Path, *, repo_id: str | None = None, name: str | None = None) -> str:
     """The README.md text of the model saved in `model_dir` (see the module docstring for what it reads).
 
-    `repo_id` ("org/name") goes into the loading examples; without it they load the folder by its name.
+    `repo_id` ("org/name") goes into the loading examples; without it they load the folder by its name (`name`,
+    default the folder's own: export renders in a staging folder and passes the final name).
 
     >>> text = render_model_card("runs/default/model", repo_id="my-org/emo-minilm")  # doctest: +SKIP
     """
@@ -301,8 +355,14 @@ def render_model_card(model_dir: str | Path, *, repo_id: str | None = None) -> s
     dataset_id = data_info.get("dataset_id") or (GOEMOTIONS_HUB_ID if is_goemotions else None)
     dataset_id = dataset_id if _is_hub_id(dataset_id) else None
     dataset_name = "GoEmotions" if is_goemotions else (dataset_id or None)
-    title = repo_id.split("/")[-1] if repo_id else model_dir.resolve().name
     lora = config.get("lora") if isinstance(config.get("lora"), dict) else None
+    backbone_source = config.get("backbone_name_or_path")
+    title = card_title(model_dir, repo_id, name, base_model)
+    folder_name = name or model_dir.resolve().name
+    has_backbone_file = (model_dir / "backbone.safetensors").is_file()
+    has_adapter = (model_dir / "adapter" / "adapter_model.safetensors").is_file()
+    held_out = report.get("split") not in (None, "train", (info.get("selection") or {}).get("threshold_split")
+                                           or "validation")
 
     tuned = report.get("metrics_tuned") or {}
     eval_results = [
@@ -319,8 +379,8 @@ def render_model_card(model_dir: str | Path, *, repo_id: str | None = None) -> s
             metric_value=float(tuned[key]),
         )
         for key, name, metric_type, metric_config in METRICS
-        if key in MODEL_INDEX_METRICS and isinstance(tuned.get(key), (int, float))
-    ]
+        if key in MODEL_INDEX_METRICS and isinstance(tuned.get(key), (int, float)) and held_out
+    ]  # the model-index claims held-out results only: a validation/train report is shown, but labelled, below
     tags = ["emo_hf", "text-classification", "multi-label-classification", "emotion"]
     tags += ["goemotions"] if is_goemotions else []
     tags += ["lora", "peft"] if lora else []
@@ -339,23 +399,40 @@ def render_model_card(model_dir: str | Path, *, repo_id: str | None = None) -> s
     intro = (f"{title} is a multi-label emotion classifier: for an English text it gives each of its {len(labels)} "
              "emotions a probability, and decides yes or no for each with a threshold of its own.")
     how = (f" It was built with emo_hf on top of [{base_model}](https://huggingface.co/{base_model})" if base_model
-           else " It was built with emo_hf")
-    how += (f", with LoRA adapters (rank {lora.get('r')}) and a classification head" if lora
-            else ", with a trained classification head")
+           else " It was built with emo_hf")  # a local backbone path means nothing elsewhere: not printed
+    if lora and has_adapter:
+        how += f", with LoRA adapters (rank {lora.get('r')}) and a classification head"
+    elif has_backbone_file:
+        how += ", with the whole backbone fine-tuned and a classification head"
+    else:
+        how += ", with a trained classification head on the unchanged backbone"
     if isinstance(config.get("focal_gamma"), (int, float)):
         how += f", trained under a focal loss with gamma {config['focal_gamma']}"
     intro += how + (f", with the preset `{info['preset']}`." if info.get("preset") else ".")
     if config.get("input_mode") == "embedding" and config.get("encoder_name"):
         intro += (f" The backbone does not read the text itself: the text is embedded with `{config['encoder_name']}` "
                   f"and a trained projection turns that vector into {config.get('num_soft_tokens')} soft token(s).")
-    shipped = (["the LoRA adapter (`adapter/adapter_model.safetensors`)"] if lora else []) + [
-        "the classification head (`head.safetensors`)", "the per-label thresholds (`thresholds.json`, also in `config.json`)",
-        "the model code for `trust_remote_code`"]
-    if (model_dir / "report.json").is_file():
-        shipped.append("the evaluation report (`report.json`)")
-    contents = "This repository holds " + ", ".join(shipped) + " and this card."
-    if base_model:
-        contents += f" The backbone weights are not copied: they load from `{base_model}`."
+    # Each item only when its file is in the folder: the card describes what is there, not what should be.
+    files = [("adapter/adapter_model.safetensors", "the LoRA adapter (`adapter/`)"),
+             ("backbone.safetensors", "the whole fine-tuned backbone (`backbone.safetensors`)"),
+             ("head.safetensors", "the classification head (`head.safetensors`)"),
+             ("thresholds.json", "the per-label thresholds (`thresholds.json`, also in `config.json`)"),
+             ("tokenizer_config.json", "the tokenizer"),
+             ("modeling.py", "the model code for `trust_remote_code`"),
+             ("report.json", "the evaluation report (`report.json`)"),
+             ("training_info.json", "the training record (`training_info.json`)")]
+    shipped = [what for file, what in files if (model_dir / file).is_file()]
+    contents = ("This repository holds " if repo_id else f"The folder `{folder_name}` holds ") + ", ".join(shipped) + \
+        " and this card."
+    source = base_model or ("the local folder named by `backbone_name_or_path` in `config.json`"
+                            if backbone_source else None)
+    source = f"`{base_model}`" if base_model else source
+    if not has_backbone_file and source:
+        what = "The backbone's base weights are not copied" + (" (only the LoRA adapter is)" if has_adapter else "")
+        contents += f" {what}: they load from {source}"
+        contents += " and are quantised to 4-bit (NF4) on a GPU." if config.get("load_in_4bit") else "."
+    elif has_backbone_file and source:
+        contents += f" The backbone started from {source}; its fine-tuned weights are the ones in this folder."
 
     results = _results(report, labels, dataset_name) if report else None
     if results is not None:
@@ -406,7 +483,7 @@ def render_model_card(model_dir: str | Path, *, repo_id: str | None = None) -> s
         "intro": intro,
         "labels": labels,
         "contents": contents,
-        "repo_ref": repo_id or f"./{title}",  # no repo yet: the folder, loaded from the folder above it
+        "repo_ref": repo_id or f"./{folder_name}",  # no repo yet: the folder, loaded from the folder above it
         "load_in_4bit": bool(config.get("load_in_4bit")),
         "results": results,
         "data": _data_section(info, labels, model_dir, is_goemotions),
@@ -431,10 +508,10 @@ def render_model_card(model_dir: str | Path, *, repo_id: str | None = None) -> s
     return str(card)
 
 
-def write_model_card(model_dir: str | Path, *, repo_id: str | None = None) -> Path:
+def write_model_card(model_dir: str | Path, *, repo_id: str | None = None, name: str | None = None) -> Path:
     """Render the card of `model_dir` and write it to `model_dir/README.md` (atomically); return its path."""
     model_dir = Path(model_dir)
-    text = render_model_card(model_dir, repo_id=repo_id)
+    text = render_model_card(model_dir, repo_id=repo_id, name=name)
     target = model_dir / "README.md"
     temporary = model_dir / ".README.md.tmp"
     temporary.write_text(text, encoding="utf-8")

@@ -253,7 +253,7 @@ def load_lora_adapter(backbone: nn.Module, folder: Path) -> None:
 
     lora_config = LoraConfig.from_pretrained(str(folder))
     inject_adapter_in_model(lora_config, backbone, adapter_name=ADAPTER_NAME)
-    saved = load_file(str(folder / ADAPTER_WEIGHTS_FILE))
+    saved = _read_weights(folder / ADAPTER_WEIGHTS_FILE)
     live_keys = {k for k in backbone.state_dict() if _is_lora_key(k)}
     state = {_to_live_lora_key(k): v for k, v in saved.items()}
     missing, unexpected = sorted(live_keys - set(state)), sorted(set(state) - live_keys)
@@ -263,6 +263,32 @@ def load_lora_adapter(backbone: nn.Module, folder: Path) -> None:
                          "Was it saved from a different backbone? Check backbone_name_or_path in config.json.")
     # Linear4bit LoRA layers keep their adapter weights in the compute dtype; load_state_dict copies (and casts).
     backbone.load_state_dict(state, strict=False)
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """`safetensors.torch.load_file` whose error names the file (a truncated copy says only "incomplete metadata")."""
+    try:
+        return load_file(str(path))
+    except Exception as error:  # SafetensorError (not importable by name across versions), OSError
+        raise ValueError(f"{path} is not a readable safetensors file ({error}): it is truncated or corrupt; copy it "
+                         "again or save the model again") from None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); fix it or save the model again") from None
+
+
+def _respect_umask(folder: Path) -> None:
+    """Give `folder` and everything in it the modes the umask asks for (0755 / 0644 under umask 022): safetensors
+    writes its files 0600 and mkdtemp makes 0700, whatever the umask."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -596,11 +622,15 @@ class EmoModelForMultiLabel(PreTrainedModel):
         if not save_base_weights and not has_lora and not self.config.backbone_name_or_path:
             raise ValueError("Neither LoRA nor backbone_name_or_path: the backbone could not be rebuilt. Use "
                              "save_pretrained(dir, save_base_weights=True).")
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-emo-save-", dir=target.parent))
+        # the pid in the name lets the next run remove it if this process is killed (emo_hf.atomic)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-emo-save-{os.getpid()}-", dir=target.parent))
         try:
             config = self.config
             config.architectures = [type(self).__name__]
-            config.auto_map = {"AutoConfig": "configuration.EmoConfig", "AutoModel": "modeling.EmoModelForMultiLabel"}
+            # AutoModelForSequenceClassification too: transformers' pipeline("text-classification") and the Hub's
+            # widgets load that class (as SpanMarker / SetFit map their task classes).
+            config.auto_map = {"AutoConfig": "configuration.EmoConfig", "AutoModel": "modeling.EmoModelForMultiLabel",
+                               "AutoModelForSequenceClassification": "modeling.EmoModelForMultiLabel"}
             config.save_pretrained(tmp)
             (tmp / THRESHOLDS_FILE).write_text(json.dumps(config.threshold_map(), indent=2) + "\n")
             head = {f"score.{k}": v for k, v in self.score.state_dict().items()}
@@ -637,6 +667,7 @@ class EmoModelForMultiLabel(PreTrainedModel):
                     (target / name).unlink()
             if (target / ADAPTER_DIR).is_dir():
                 shutil.rmtree(target / ADAPTER_DIR)
+            _respect_umask(tmp)
             for path in sorted(tmp.iterdir()):
                 os.replace(path, target / path.name)
         finally:
@@ -681,7 +712,7 @@ class EmoModelForMultiLabel(PreTrainedModel):
             raise ValueError(f"{name} classifies {config.labels}, not the expected labels {list(labels)}. Load the "
                              "right model, or drop labels= to accept its own.")
         if (folder / THRESHOLDS_FILE).is_file():
-            thresholds = json.loads((folder / THRESHOLDS_FILE).read_text())
+            thresholds = _read_json(folder / THRESHOLDS_FILE)
             if not isinstance(thresholds, dict) or set(thresholds) != set(config.labels):
                 raise ValueError(f"{folder / THRESHOLDS_FILE} has labels {sorted(thresholds)} but config.json has "
                                  f"{config.labels}: they must match (edit thresholds.json or save the model again).")
@@ -691,6 +722,8 @@ class EmoModelForMultiLabel(PreTrainedModel):
         if want_4bit and not torch.cuda.is_available():
             logger.warning("This model was trained in 4-bit; no GPU here, so its backbone loads in full precision.")
             want_4bit = False
+        if dtype == "auto":  # what pipeline() passes: the saved precision, i.e. the default below
+            dtype = None
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
         dtype = dtype or (torch.bfloat16 if want_4bit else torch.float32)
@@ -705,7 +738,7 @@ class EmoModelForMultiLabel(PreTrainedModel):
 
         if has_base:
             base = text_backbone(AutoModel.from_config(config.backbone_config, dtype=dtype))
-            state = load_file(str(folder / BACKBONE_FILE))
+            state = _read_weights(folder / BACKBONE_FILE)
             result = base.load_state_dict(state, strict=False)
             if result.missing_keys or result.unexpected_keys:
                 raise ValueError(f"{folder / BACKBONE_FILE} does not fit the backbone config: missing "
@@ -759,31 +792,35 @@ class EmoModelForMultiLabel(PreTrainedModel):
                              f"{'has' if self.has_lora else 'has no'} LoRA layers.")
         if has_adapter:
             live = {k for k in self.backbone.state_dict() if _is_lora_key(k)}
-            state = {_to_live_lora_key(k): v for k, v in load_file(str(adapter_dir / ADAPTER_WEIGHTS_FILE)).items()}
+            state = {_to_live_lora_key(k): v for k, v in _read_weights(adapter_dir / ADAPTER_WEIGHTS_FILE).items()}
             if set(state) != live:
                 raise ValueError(f"The LoRA weights in {str(folder)!r} do not fit this model's LoRA layers "
                                  f"(e.g. {sorted(set(state) ^ live)[:3]}).")
             self.backbone.load_state_dict(state, strict=False)
         elif (folder / BACKBONE_FILE).is_file():
-            state = load_file(str(folder / BACKBONE_FILE))
+            state = _read_weights(folder / BACKBONE_FILE)
             result = self.backbone.load_state_dict(state, strict=False)
             if result.missing_keys or result.unexpected_keys:
                 raise ValueError(f"{folder / BACKBONE_FILE} does not fit the backbone: missing "
                                  f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}.")
         thresholds_file = folder / THRESHOLDS_FILE
-        self.set_thresholds(json.loads(thresholds_file.read_text()) if thresholds_file.is_file() else saved.thresholds)
+        self.set_thresholds(_read_json(thresholds_file) if thresholds_file.is_file() else saved.thresholds)
 
     def _load_head(self, folder: Path) -> None:
         from safetensors import safe_open
 
         path = folder / HEAD_FILE
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+        except Exception as error:  # SafetensorError: a truncated or garbage file
+            raise ValueError(f"{path} is not a readable safetensors file ({error}): it is truncated or corrupt; "
+                             "copy it again or save the model again") from None
         saved_labels = json.loads(metadata.get("labels", "null"))
         if saved_labels is not None and saved_labels != self.config.labels:
             raise ValueError(f"{path} was trained for labels {saved_labels} but config.json lists "
                              f"{self.config.labels}: the head would be meaningless. Restore the matching config.json.")
-        state = load_file(str(path))
+        state = _read_weights(path)
         expected = {f"score.{k}": v for k, v in self.score.state_dict().items()}
         if self.projection is not None:
             expected.update({f"projection.{k}": v for k, v in self.projection.state_dict().items()})
@@ -803,6 +840,9 @@ class EmoModelForMultiLabel(PreTrainedModel):
 if __name__ == "emo_hf.modeling":
     # Inside the emo_hf package (not in a trust_remote_code copy): `AutoModel.from_pretrained(folder)` finds this class.
     from transformers import AutoConfig as _AutoConfig
+    from transformers import AutoModelForSequenceClassification as _AutoModelForSequenceClassification
 
     _AutoConfig.register(EmoConfig.model_type, EmoConfig, exist_ok=True)
     AutoModel.register(EmoConfig, EmoModelForMultiLabel, exist_ok=True)
+    # pipeline("text-classification", model=folder) loads AutoModelForSequenceClassification.
+    _AutoModelForSequenceClassification.register(EmoConfig, EmoModelForMultiLabel, exist_ok=True)

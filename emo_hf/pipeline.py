@@ -39,6 +39,9 @@ def load_trained_model(model_dir: str | os.PathLike):
 
     import torch
 
+    from .export import check_model_folder
+
+    check_model_folder(model_dir)  # names the missing, truncated or garbage file instead of a loader's traceback
     model = AutoModel.from_pretrained(str(model_dir))
     if torch.cuda.is_available() and model.get_input_embeddings().weight.device.type == "cpu":
         model.to("cuda")  # a 4-bit model is placed on the GPU by from_pretrained already
@@ -121,7 +124,7 @@ def evaluate_model(
     from .trainer import TRAINING_INFO_NAME, _build_info, _device_name, label_names_of
 
     model_dir, data_dir = Path(model_dir), Path(data_dir)
-    out_dir = Path(out_dir) if out_dir is not None else model_dir
+    out_dir = report_dir(model_dir, split, out_dir)
     if probabilities is None:
         model = load_trained_model(model_dir)
         config = model.config
@@ -150,7 +153,11 @@ def evaluate_model(
     predict_seconds = time.time() - started
     y_true = np.asarray(data[split]["labels"], dtype=np.float32)
     info_path = model_dir / TRAINING_INFO_NAME
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    try:
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    except ValueError as error:
+        raise ValueError(f"{info_path} is not valid JSON ({error}); restore it from the training run or delete "
+                         "it (the report then does not say how the thresholds were chosen)") from None
     val_tuned = (info.get("selection") or {}).get("threshold_split") == "validation"
     build = _build_info(data_dir) or {}
     extra = baseline_probabilities(data_dir, split, build.get("encoder"), show_progress) if baselines else None
@@ -174,10 +181,27 @@ def evaluate_model(
         tmp = out_dir / f".{split}_probabilities.tmp.npy"
         np.save(tmp, np.asarray(probs, dtype=np.float32))
         os.replace(tmp, out_dir / f"{split}_probabilities.npy")
-    if out_dir.resolve() != model_dir.resolve():
-        copy_report_into_model(out_dir, model_dir)
-    refresh_model_card(model_dir)
+    if split == HELD_OUT_SPLIT:  # only the held-out report goes next to the model, into its card and its export
+        if out_dir.resolve() != model_dir.resolve():
+            copy_report_into_model(out_dir, model_dir)
+        refresh_model_card(model_dir)
     return report
+
+
+HELD_OUT_SPLIT = "test"
+
+
+def report_dir(model_dir: Path, split: str, out_dir: str | os.PathLike | None) -> Path:
+    """Where the report of `split` goes: `out_dir`, else the model folder for the test split and
+    MODEL/<split>_report/ for another (validation chose the checkpoint and thresholds: its report must not replace
+    the test report that the card and the Hub model-index show)."""
+    if out_dir is None:
+        return model_dir if split == HELD_OUT_SPLIT else model_dir / f"{split}_report"
+    out_dir = Path(out_dir)
+    if split != HELD_OUT_SPLIT and out_dir.resolve() == model_dir.resolve():
+        raise ValueError(f"--out {out_dir}: the model folder keeps its test report; a {split!r} report goes to "
+                         f"{model_dir / (split + '_report')} (leave out --out) or another folder")
+    return out_dir
 
 
 def copy_report_into_model(report_dir: Path, model_dir: Path) -> None:
@@ -206,33 +230,50 @@ def run_pipeline(
     resume: bool = False,
     baselines: bool = True,
     show_progress: bool = True,
-) -> dict[str, Any]:
-    """The main job. Writes OUT/data (unless `data_dir` names an existing build), OUT/model, OUT/report.{json,md}.
+) -> dict[str, Any] | None:
+    """The main job (None on DDP ranks other than 0, which only train). Writes OUT/data (unless `data_dir` names an existing build), OUT/model, OUT/report.{json,md}.
 
     An existing complete dataset folder is reused (the build is seeded and deterministic, so rebuilding gives the
     same files); an interrupted training run continues with `resume=True`.
     """
-    from .data.builder import build_dataset
+    from .checkpoints import check_out_dir, cleanup_on_failure
     from .presets import get_preset
-    from .trainer import _device_name, train
 
-    out = Path(out)
+    out = check_out_dir(out)  # before the data build: a folder of the user's is refused in seconds, not hours
     timings: dict[str, float] = {}
     settings = settings or get_preset("minilm")
+    if data_dir is not None and not (Path(data_dir) / "build_info.json").is_file():
+        raise FileNotFoundError(f"--data {data_dir}: no dataset folder there (no build_info.json); build one with "
+                                f"`emo-hf data build --out {data_dir}`, or leave out --data to build OUT/data")
     data_dir = Path(data_dir) if data_dir is not None else out / "data"
     started = time.time()
-    if not (data_dir / "build_info.json").is_file():
-        if source is None:
-            raise ValueError("No data: pass --source (the GoEmotions folder, a CSV/JSONL/parquet file or a Hub id), "
-                             "set EMO_HF_GOEMOTIONS, or point --data at a folder built by `emo-hf data build`.")
-        build_dataset(source, data_dir, show_progress=show_progress)
-    else:
-        logger.info("Reusing the dataset folder %s (delete it to rebuild)", data_dir)
+    with cleanup_on_failure(out, keep=("data",)):  # a finished data build is kept for the rerun
+        return _run(source, out, settings, data_dir, resume, baselines, show_progress, timings, started)
+
+
+def _run(source, out: Path, settings, data_dir: Path, resume: bool, baselines: bool, show_progress: bool,
+         timings: dict[str, float], started: float) -> dict[str, Any]:
+    from . import distributed
+    from .data.builder import build_dataset
+    from .trainer import _device_name, train
+
+    with distributed.main_process_first():  # under DDP rank 0 builds, the others then find the folder built
+        if not (data_dir / "build_info.json").is_file():
+            if source is None:
+                raise ValueError("No data: pass --source (the GoEmotions folder, a CSV/JSONL/parquet file or a Hub "
+                                 "id), set EMO_HF_GOEMOTIONS, or point --data at a folder built by `emo-hf data build`.")
+            build_dataset(source, data_dir, show_progress=show_progress)
+        else:
+            logger.info("Reusing the dataset folder %s (delete it to rebuild)", data_dir)
     timings["data_seconds"] = round(time.time() - started, 1)
 
     started = time.time()
     result = train(data_dir, out, settings, resume=resume, show_progress=show_progress)
     timings["train_total_seconds"] = round(time.time() - started, 1)
+    if not distributed.is_main_process():
+        # The test split is scored by rank 0 alone, in one process (its cost is small next to training, and one
+        # process gives the report the single-process numbers); the other ranks are done.
+        return None
 
     started = time.time()
     report = evaluate_model(result.model_dir, data_dir, "test", out, baselines=baselines, show_progress=show_progress,

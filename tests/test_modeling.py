@@ -133,7 +133,9 @@ def test_saved_folder_layout(saved_models):
     assert not {"adapter_config.json", "adapter_model.safetensors"} & names
     config = json.loads((folder / "config.json").read_text())
     assert config["auto_map"] == {"AutoConfig": "configuration.EmoConfig",
-                                  "AutoModel": "modeling.EmoModelForMultiLabel"}
+                                  "AutoModel": "modeling.EmoModelForMultiLabel",
+                                  "AutoModelForSequenceClassification": "modeling.EmoModelForMultiLabel"}
+    assert config["problem_type"] == "multi_label_classification"  # pipeline: sigmoid, not softmax
     assert json.loads((folder / "thresholds.json").read_text()) == {"joy": 0.3, "anger": 0.5, "sadness": 0.7}
     adapter = json.loads((folder / "adapter" / "adapter_config.json").read_text())
     assert adapter["peft_type"] == "LORA" and adapter["r"] == 4

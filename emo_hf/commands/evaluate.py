@@ -1,7 +1,8 @@
 """`emo-hf evaluate MODEL_DIR --data DATA_DIR [--split test] [--out DIR] [--no-baselines]`.
 
-Writes report.json, report.md, per_label_f1.png and label_counts.png (into the model folder unless --out is given;
-a copy always lands in the model folder, whose model card is regenerated).
+Writes report.json, report.md, per_label_f1.png and label_counts.png. The test split's report goes into the model
+folder (or --out, with a copy in the model folder), whose model card is regenerated from it; any other split's report
+goes to MODEL/<split>_report/ (or --out) and leaves the model folder's test report and card alone.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pipeline import evaluate_model
+    from pathlib import Path
+
+    from ..distributed import is_main_process
+    from ..pipeline import evaluate_model, report_dir
+
+    if not is_main_process():  # under a launcher, rank 0 scores the split in one process (README: several GPUs)
+        return 0
 
     report = evaluate_model(args.model, args.data, args.split, args.out, baselines=not args.no_baselines,
                             batch_size=args.batch_size, probabilities=args.probabilities)
@@ -35,5 +42,5 @@ def run(args: argparse.Namespace) -> int:
     for name, values in (report.get("baselines") or {}).items():
         print(f"  baseline {name}: macro-F1 {values['metrics_tuned']['macro_f1']:.4f} (tuned), "
               f"{values['metrics_at_0.5']['macro_f1']:.4f} at 0.5")
-    print(f"Report: {args.out or args.model}/report.md")
+    print(f"Report: {report_dir(Path(args.model), args.split, args.out) / 'report.md'}")
     return 0

@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     report = run_pipeline(source, args.out, settings, data_dir=args.data, resume=args.resume,
                           baselines=not args.no_baselines)
+    if report is None:  # a DDP rank other than 0: rank 0 evaluates and reports
+        return 0
     tuned = report["metrics_tuned"]
     print(f"Test macro-F1 {tuned['macro_f1']:.4f} (thresholds tuned on validation), "
           f"{report['metrics_at_0.5']['macro_f1']:.4f} at 0.5. Model: {args.out}/model  Report: {args.out}/report.md")

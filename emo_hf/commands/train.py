@@ -65,10 +65,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..distributed import is_main_process
     from ..trainer import train
 
     settings = settings_from_args(args)
     result = train(args.data, args.out, settings, resume=args.resume)
+    if not is_main_process():  # under torchrun / accelerate launch, rank 0 alone reports
+        return 0
     print(f"Best validation macro-F1 at 0.5: {result.best_metric:.4f} ({result.best_checkpoint})")
     print(f"Model with validation-tuned thresholds: {result.model_dir}")
     return 0

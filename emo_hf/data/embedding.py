@@ -69,6 +69,9 @@ def _write_shard(folder: Path, keys: list[str], vectors: np.ndarray) -> None:
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".shard-{os.getpid()}-", suffix=".tmp")
     with os.fdopen(handle, "wb") as file:
         np.savez(file, keys=np.array(keys), vectors=vectors.astype(np.float32))
+    from ..atomic import fix_file_mode
+
+    fix_file_mode(temporary)  # mkstemp makes 0600: the shard gets the umask's mode like any other file
     os.replace(temporary, folder / f"{name}.npz")
 
 

@@ -37,6 +37,9 @@ def old_prefix(out: Path) -> str:
 
 
 def _mark(folder: Path, out: Path) -> Path:
+    from ..atomic import umask_mode
+
+    os.chmod(folder, umask_mode(directory=True))  # mkdtemp makes 0700; the folder becomes OUT, so: the umask's mode
     (folder / MARKER).write_text(
         json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "out": str(out), "created": time.time()}) + "\n",
         encoding="utf-8",
