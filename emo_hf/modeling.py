@@ -45,7 +45,7 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .configuration import EmoConfig, resolve_pretrained
+from .configuration import PROMPT_QUESTION, EmoConfig, resolve_pretrained
 
 logger = logging.getLogger(__name__)
 
@@ -105,15 +105,29 @@ def text_backbone(model: nn.Module) -> nn.Module:
     return language_model if isinstance(language_model, nn.Module) else model
 
 
-def load_pretrained_backbone(name_or_path: str, gguf_file: str | None = None, *, dtype: torch.dtype | None = None,
-                             quantization_config: Any = None, device_map: Any = None) -> PreTrainedModel:
-    """Load a pretrained backbone (Hub id, folder, `.gguf` file, or an id with an offline copy) as its base model.
+# Loading a saved model's base backbone. Inside emo_hf this is emo_hf.backbones (offline copies, GGUF files converted
+# once to a bf16 folder, per-family pad tokens). This file is also the trust_remote_code copy saved next to models,
+# where emo_hf may not be installed and which may import only `.configuration`: there a small plain-transformers
+# loader does the same for a folder, a `.gguf` file or a Hub id.
+_INSIDE_EMO_HF = __name__ == "emo_hf.modeling"
 
-    Multimodal Mistral 3 checkpoints are loaded whole and their text model is returned (its weights' names only
-    match the full model, so loading the text model class directly would silently leave it random).
-    """
+
+def _emo_hf(module: str):
+    """`emo_hf.<module>`, imported by name: transformers scans a remote-code file's import statements and refuses to
+    run it unless every imported package is installed, so this file has no `import emo_hf` statement at all."""
+    import importlib
+
+    return importlib.import_module(f"emo_hf.{module}")
+
+
+def _plain_load_backbone(name_or_path: str, gguf_file: str | None = None, *, dtype: torch.dtype | None = None,
+                         quantization_config: Any = None, device_map: Any = None) -> PreTrainedModel:
+    """The trust_remote_code loader: a folder or `.gguf` file as it is (the GGUF dequantised by transformers, its
+    GGUF quantizer detached), else the Hub id's own weights (a GGUF name recorded for an emo_hf offline copy does
+    not exist on the Hub: the Hub's original weights are loaded, which the GGUF approximates)."""
     folder, resolved_gguf = resolve_pretrained(name_or_path)
-    gguf_file = resolved_gguf or gguf_file
+    gguf_file = resolved_gguf or (gguf_file if Path(folder).is_dir() and (Path(folder) / str(gguf_file)).is_file()
+                                  else None)
     kwargs: dict[str, Any] = {"dtype": dtype or torch.float32}
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
@@ -122,6 +136,8 @@ def load_pretrained_backbone(name_or_path: str, gguf_file: str | None = None, *,
     if device_map is not None:
         kwargs["device_map"] = device_map
     model, info = AutoModel.from_pretrained(folder, output_loading_info=True, **kwargs)
+    if gguf_file:
+        model.hf_quantizer = None  # the weights are plain tensors by now; the GGUF quantizer only blocks saving
     missing = [key for key in info.get("missing_keys", ()) if "vision" not in key and "multi_modal" not in key]
     if missing:  # those weights would be random: refuse rather than classify with a half-initialised backbone
         raise ValueError(f"The checkpoint {name_or_path!r} lacks {len(missing)} weight(s) of its backbone, e.g. "
@@ -132,12 +148,20 @@ def load_pretrained_backbone(name_or_path: str, gguf_file: str | None = None, *,
     return backbone
 
 
-def load_tokenizer(name_or_path: str, gguf_file: str | None = None):
-    """The backbone's tokenizer, with a pad token (decoders often have none: the eos token is reused)."""
-    folder, resolved_gguf = resolve_pretrained(name_or_path)
-    gguf_file = resolved_gguf or gguf_file
-    tokenizer = AutoTokenizer.from_pretrained(folder, **({"gguf_file": gguf_file} if gguf_file else {}))
-    return ensure_pad_token(tokenizer)
+def _load_base_backbone(name_or_path: str, gguf_file: str | None = None, **kwargs: Any) -> PreTrainedModel:
+    if _INSIDE_EMO_HF:
+        return _emo_hf("backbones.loading").load_pretrained_backbone(name_or_path, gguf_file, **kwargs)
+    return _plain_load_backbone(name_or_path, gguf_file, **kwargs)
+
+
+def _match_saved_vocab(base: nn.Module, saved: PretrainedConfig | None) -> None:
+    """Give the embedding the rows the model was trained with: a pad token that emo_hf added to a vocabulary with no
+    reserved one has a row the base checkpoint lacks. Its values never reach the logits (pads come after the text
+    under causal attention, or are masked), so the new rows need not be saved."""
+    rows = base.get_input_embeddings().weight.shape[0]
+    wanted = getattr(saved, "vocab_size", None) if saved is not None else None
+    if isinstance(wanted, int) and wanted > rows:
+        base.resize_token_embeddings(wanted, mean_resizing=False)
 
 
 def _load_saved_tokenizer(folder: Path, config: PretrainedConfig, trust_remote_code: bool | None = None):
@@ -150,12 +174,14 @@ def _load_saved_tokenizer(folder: Path, config: PretrainedConfig, trust_remote_c
     already trusted this folder's code (this file runs as remote code, or trust_remote_code=True was passed), False
     otherwise, so a tokenizer with code of its own is refused with an error rather than a prompt.
     """
-    trusted = bool(trust_remote_code) or __name__ != "emo_hf.modeling"
+    trusted = bool(trust_remote_code) or not _INSIDE_EMO_HF
     tokenizer = AutoTokenizer.from_pretrained(str(folder), config=config, trust_remote_code=trusted)
     return ensure_pad_token(tokenizer)
 
 
 def ensure_pad_token(tokenizer):
+    """A pad token for a tokenizer saved without one (folders saved before emo_hf chose pads per family): eos.
+    New models get their family's reserved pad token at load time (emo_hf.backbones.families), saved with them."""
     if tokenizer.pad_token is None:
         fallback = tokenizer.eos_token or tokenizer.unk_token
         if fallback is None:
@@ -429,12 +455,30 @@ class EmoModelForMultiLabel(PreTrainedModel):
                                  "model.predict(['I love it']).")
         return texts
 
+    def format_texts(self, texts: Sequence[str]) -> list[str]:
+        """The texts as the backbone reads them (config.prompt): as they are, or as a chat-template user turn
+        "Which emotions does this text express?" + the text (a plain "Text: ... Emotions:" frame without a template)."""
+        texts = list(texts)
+        if self.config.prompt != "instruction":
+            return texts
+        tokenizer = self.tokenizer
+        if getattr(tokenizer, "chat_template", None):
+            bos = tokenizer.bos_token or ""
+            out = []
+            for text in texts:
+                wrapped = tokenizer.apply_chat_template([{"role": "user", "content": f"{PROMPT_QUESTION}\n\n{text}"}],
+                                                        tokenize=False, add_generation_prompt=True)
+                # The tokenizer adds its BOS itself: a template that writes it too would give two.
+                out.append(wrapped[len(bos):] if bos and wrapped.startswith(bos) else wrapped)
+            return out
+        return [f"{PROMPT_QUESTION}\nText: {text}\nEmotions:" for text in texts]
+
     def tokenize(self, texts: Sequence[str] | str, return_tensors: str | None = "pt", padding: bool | str = True):
-        """Tokenize (truncating to max_length, with one warning if any text is longer): a BatchEncoding."""
+        """Tokenize (config.prompt applied; truncating to max_length, with one warning if any text is longer)."""
         if self.tokenizer is None:
             raise ValueError("This model has no tokenizer attached: set model.tokenizer = AutoTokenizer."
                              "from_pretrained(<backbone>) or load it with from_backbone / from_pretrained.")
-        texts = self.check_texts(texts)
+        texts = self.format_texts(self.check_texts(texts))
         max_length = self.config.max_length
         lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
         too_long = [i for i, n in enumerate(lengths) if n > max_length]
@@ -525,11 +569,18 @@ class EmoModelForMultiLabel(PreTrainedModel):
             >>> model = EmoModelForMultiLabel.from_backbone("sentence-transformers/all-MiniLM-L6-v2",
             ...                                              labels=["joy", "anger"], focal_gamma=0.0)
         """
-        _, gguf_file = resolve_pretrained(backbone)
-        gguf_file = gguf_file or config_kwargs.pop("backbone_gguf_file", None)
-        base = load_pretrained_backbone(backbone, gguf_file, dtype=dtype, quantization_config=quantization_config,
-                                        device_map=device_map)
-        tokenizer = load_tokenizer(backbone, gguf_file)
+        gguf_file = config_kwargs.pop("backbone_gguf_file", None)
+        kwargs = dict(dtype=dtype, quantization_config=quantization_config, device_map=device_map)
+        if _INSIDE_EMO_HF:
+            loading = _emo_hf("backbones.loading")
+            source, gguf_file = loading.backbone_source(backbone, gguf_file)
+            base = loading.load_pretrained_backbone(source, **kwargs)
+            tokenizer = loading.load_tokenizer(source)
+        else:
+            folder, resolved = resolve_pretrained(backbone)
+            gguf_file = resolved or gguf_file
+            base = _plain_load_backbone(backbone, gguf_file, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(folder, **({"gguf_file": gguf_file} if gguf_file else {}))
         return cls.from_loaded_backbone(base, tokenizer, backbone, labels=labels, input_mode=input_mode,
                                         backbone_gguf_file=gguf_file, **config_kwargs)
 
@@ -537,9 +588,17 @@ class EmoModelForMultiLabel(PreTrainedModel):
     def from_loaded_backbone(cls, base: nn.Module, tokenizer, backbone_name_or_path: str,
                              labels: Sequence[str] | None = None, input_mode: str = "text",
                              **config_kwargs: Any) -> "EmoModelForMultiLabel":
-        """Wrap an already loaded backbone module (e.g. Unsloth's decoder stack) and its tokenizer."""
-        tokenizer = ensure_pad_token(tokenizer)
+        """Wrap an already loaded backbone module (e.g. Unsloth's decoder stack) and its tokenizer. Inside emo_hf
+        the tokenizer gets its family's pad token (emo_hf.backbones.families; a new one gets an embedding row) and
+        the family's pooling is recorded in the config."""
         base_config = base.config.get_text_config()
+        if _INSIDE_EMO_HF:
+            families = _emo_hf("backbones.families")
+            families.prepare_tokenizer(tokenizer, base_config.model_type)
+            _emo_hf("backbones.loading").ensure_embedding_rows(base, tokenizer)
+            config_kwargs.setdefault("pooling", families.family_for(base_config.model_type).pooling)
+        else:
+            tokenizer = ensure_pad_token(tokenizer)
         if getattr(base_config, "pad_token_id", None) is None:
             base_config.pad_token_id = tokenizer.pad_token_id
         config = EmoConfig(labels=list(labels) if labels is not None else None, input_mode=input_mode,
@@ -704,8 +763,9 @@ class EmoModelForMultiLabel(PreTrainedModel):
             if not source:
                 raise ValueError(f"{name} has neither {BACKBONE_FILE} nor backbone_name_or_path in config.json: "
                                  "pass from_pretrained(folder, backbone_name_or_path='<base model>').")
-            base = load_pretrained_backbone(source, config.backbone_gguf_file, dtype=dtype,
-                                            quantization_config=quantization_config, device_map=device_map)
+            base = _load_base_backbone(source, config.backbone_gguf_file, dtype=dtype,
+                                       quantization_config=quantization_config, device_map=device_map)
+            _match_saved_vocab(base, config.backbone_config)
             _check_backbone_matches(config.backbone_config, base.config, source)
         model = cls(config, backbone=base)
         if has_adapter:

@@ -108,9 +108,10 @@ def select_train_rows(train, settings: TrainSettings):
     return train.select(indices.tolist())
 
 
-def _tokenize(splits, tokenizer, max_length: int):
+def _tokenize(splits, tokenizer, max_length: int, format_texts=None):
     def encode(batch):
-        encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        texts = format_texts(batch["text"]) if format_texts is not None else batch["text"]  # the config's prompt
+        encoded = tokenizer(texts, truncation=True, max_length=max_length)
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
     keep = {"input_ids", "attention_mask", "labels"}
@@ -295,6 +296,7 @@ def build_model(settings: TrainSettings, label_names: list[str], encoder: dict |
         focal_gamma=settings.focal_gamma,
         focal_alpha=settings.focal_alpha,
         classifier_dropout=settings.classifier_dropout,
+        prompt=settings.prompt,
     )
     if settings.input_mode == "embedding":
         kwargs.update(num_soft_tokens=settings.num_soft_tokens, **(encoder or {}))
@@ -307,6 +309,7 @@ def build_model(settings: TrainSettings, label_names: list[str], encoder: dict |
         load_in_4bit=plan.load_in_4bit,  # True on a CPU raises a clear error (4-bit needs bitsandbytes on a GPU)
         gradient_checkpointing=plan.gradient_checkpointing,
         offload_checkpointing=plan.offload_checkpointing,
+        use_unsloth=None if settings.unsloth else False,  # None: Unsloth when installed (GPU, 4-bit, LoRA)
         **kwargs,
     )
 
@@ -383,7 +386,7 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
     if settings.input_mode == "text":
         from .batching import BucketPaddingCollator, bucket_lengths
 
-        encoded = _tokenize(eval_splits, model.tokenizer, settings.max_length)
+        encoded = _tokenize(eval_splits, model.tokenizer, settings.max_length, model.format_texts)
         buckets = bucket_lengths(settings.max_length)
         collator = BucketPaddingCollator(model.tokenizer, buckets) if budget else TextCollator(model.tokenizer)
     else:

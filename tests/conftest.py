@@ -99,3 +99,14 @@ def minilm_random_head_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("minilm-random-head") / "model"
     model.save_pretrained(folder)
     return folder
+
+
+# ---- backbone family fixtures (tests/test_families.py) -------------------------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_family_dirs(tmp_path_factory):
+    """{family: folder} of tiny random base models of each family (emo_hf.backbones.tiny), tokenizers whose pad
+    token is missing or equals eos as the real ones ship."""
+    from emo_hf.backbones.tiny import FAMILY_TOKENS, build_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny-families")
+    return {family: str(build_tiny_model(family, root / family)) for family in FAMILY_TOKENS}

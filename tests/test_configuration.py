@@ -100,7 +100,7 @@ def test_bad_values_raise_with_the_value_quoted(kwargs, quoted):
 def test_every_field_has_help_text():
     fields = {"labels", "backbone_name_or_path", "backbone_config", "backbone_gguf_file", "input_mode", "pooling",
               "num_soft_tokens", "encoder_name", "encoder_dim", "projection_hidden_size", "focal_gamma",
-              "focal_alpha", "classifier_dropout", "thresholds", "max_length", "lora", "load_in_4bit"}
+              "focal_alpha", "classifier_dropout", "thresholds", "max_length", "lora", "load_in_4bit", "prompt"}
     assert set(FIELD_HELP) == fields == set(EmoConfig.help())
     assert all(len(text) > 20 for text in FIELD_HELP.values())
     for name in fields:

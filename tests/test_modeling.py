@@ -418,7 +418,7 @@ def test_smollm2_from_gguf_forward_save_load(tmp_path):
 def test_backbone_checkpoint_with_missing_weights_raises(tmp_path):
     from transformers import MistralConfig, MistralModel
 
-    from emo_hf.modeling import load_pretrained_backbone
+    from emo_hf.backbones.loading import load_pretrained_backbone
 
     config = MistralConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
                            num_key_value_heads=1, head_dim=8, vocab_size=20)

@@ -4,6 +4,8 @@
     >>> model = load_for_training("HuggingFaceTB/SmolLM2-135M-Instruct", labels=["joy", "anger"], max_length=128)
     >>> model.tokenizer            # attached; model.config.lora holds the LoRA settings used
 
+Every path gets the same backbone source (a GGUF's converted bf16 folder, emo_hf.backbones.gguf) and the same
+tokenizer, with its family's pad token (emo_hf.backbones.families); that tokenizer is the one saved with the model.
 Unsloth and bitsandbytes are imported only on the GPU paths: the CPU path needs neither.
 """
 
@@ -14,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .configuration import DECODER_LORA_TARGETS, ENCODER_LORA_TARGETS, ENCODER_MODEL_TYPES, resolve_pretrained
+from .families import family_for, lora_targets
+from .loading import backbone_model_type, backbone_source, ensure_embedding_rows, load_tokenizer, tokenizer_folder
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +27,8 @@ UNSLOTH_RANDOM_STATE = 3407
 
 @dataclass
 class LoraSettings:
-    """LoRA settings; `target_modules=None` picks the 7 attention/MLP projections of decoders, or
-    query/key/value/dense for BERT-style encoders.
+    """LoRA settings; `target_modules=None` picks the family's (emo_hf.backbones.families: the 7 attention/MLP
+    projections of Mistral / Llama / Qwen / Gemma, Phi-3's fused ones, query/key/value/dense for BERT-style encoders).
 
         >>> LoraSettings(r=8, lora_alpha=16)
     """
@@ -63,12 +66,11 @@ class LoraSettings:
             return cls(**lora)
         raise ValueError(f"lora={lora!r}: give a LoraSettings, a dict like {{'r': 16, 'lora_alpha': 32}}, or None.")
 
-    def resolved(self, model_type: str) -> dict[str, Any]:
-        """The settings with target modules filled in for this backbone type (stored in EmoConfig.lora)."""
+    def resolved(self, model_type: str, model: Any = None) -> dict[str, Any]:
+        """The settings with target modules filled in for this backbone type (stored in EmoConfig.lora); checked
+        against `model`'s Linear layers when given (a clear error lists them when none matches)."""
         settings = asdict(self)
-        if settings["target_modules"] is None:
-            targets = ENCODER_LORA_TARGETS if model_type in ENCODER_MODEL_TYPES else DECODER_LORA_TARGETS
-            settings["target_modules"] = list(targets)
+        settings["target_modules"] = lora_targets(model_type, model, settings["target_modules"])
         return settings
 
 
@@ -116,7 +118,7 @@ def load_for_training(
     """
     import torch
 
-    from .modeling import EmoModelForMultiLabel
+    from ..modeling import EmoModelForMultiLabel
 
     settings = LoraSettings.coerce(lora)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -127,16 +129,21 @@ def load_for_training(
         load_in_4bit = on_gpu
     if load_in_4bit and not on_gpu:
         raise ValueError("load_in_4bit=True needs a CUDA GPU (bitsandbytes); on CPU use load_in_4bit=False.")
-    _, gguf_file = resolve_pretrained(backbone)
+    source, gguf_file = backbone_source(backbone, config_kwargs.pop("backbone_gguf_file", None))
+    family = family_for(backbone_model_type(source))
+    config_kwargs.setdefault("pooling", family.pooling)
     if use_unsloth is None:
-        use_unsloth = on_gpu and load_in_4bit and settings is not None and gguf_file is None and unsloth_available()
+        use_unsloth = on_gpu and load_in_4bit and settings is not None and unsloth_available()
     common = dict(labels=labels, input_mode=input_mode, max_length=max_length, load_in_4bit=bool(load_in_4bit),
-                  **config_kwargs)
+                  backbone_gguf_file=gguf_file, **config_kwargs)
+    # One tokenizer for every path, with the family's pad token; it is the one saved with the model.
+    tokenizer = load_tokenizer(source)
 
     if use_unsloth:
         checkpointing = ("unsloth" if offload_checkpointing or (offload_checkpointing is None and gradient_checkpointing
                                                                  in (None, True)) else bool(gradient_checkpointing))
-        model = _load_with_unsloth(backbone, settings, max_length, bool(load_in_4bit), common, checkpointing)
+        model = _load_with_unsloth(backbone, source, tokenizer, settings, max_length, bool(load_in_4bit), common,
+                                   checkpointing)
         path = "unsloth"
     else:
         quantization_config = None
@@ -146,17 +153,21 @@ def load_for_training(
             quantization_config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                      bnb_4bit_use_double_quant=True,
                                                      bnb_4bit_compute_dtype=torch.bfloat16)
-        model = EmoModelForMultiLabel.from_backbone(
+        from .loading import load_pretrained_backbone
+
+        base = load_pretrained_backbone(
             # Full fine-tuning keeps float32 master weights (bf16 autocast does the speed-up); pure-bf16 weights lose
             # small AdamW updates. LoRA and 4-bit backbones are frozen, so bfloat16 is fine there.
-            backbone, dtype=torch.bfloat16 if on_gpu and (settings is not None or load_in_4bit) else torch.float32,
+            source, dtype=torch.bfloat16 if on_gpu and (settings is not None or load_in_4bit) else torch.float32,
             quantization_config=quantization_config,
-            device_map={"": torch.cuda.current_device()} if on_gpu else None, **common)
+            device_map={"": torch.cuda.current_device()} if on_gpu else None)
+        ensure_embedding_rows(base, tokenizer)  # a pad token added to the vocabulary gets its (unquantised) row
+        model = EmoModelForMultiLabel.from_loaded_backbone(base, tokenizer, backbone, **common)
         base_type = model.config.backbone_config.model_type
         if settings is not None:
             from peft import LoraConfig, get_peft_model
 
-            lora_dict = settings.resolved(base_type)
+            lora_dict = settings.resolved(base_type, model.backbone)
             if on_gpu and (gradient_checkpointing is None or gradient_checkpointing):
                 # Non-reentrant checkpointing needs no input gradients (unlike peft's prepare_model_for_kbit_training,
                 # which would also upcast the 131k-token embeddings to float32).
@@ -173,10 +184,10 @@ def load_for_training(
         path = "bitsandbytes 4-bit + peft" if load_in_4bit else ("GPU full precision" if on_gpu else "CPU") + (
             " + peft LoRA" if settings is not None else " (no LoRA)")
 
-    # Right padding: Unsloth ignores the attention mask while training, which is harmless only when the pads come
-    # after the text (causal attention never looks ahead); last-token pooling handles either side.
+    # The family's padding side (right for all: emo_hf.backbones.families says why); last-token pooling handles
+    # either side at prediction time.
     if model.tokenizer is not None:
-        model.tokenizer.padding_side = "right"
+        model.tokenizer.padding_side = family.padding_side
     # The head and projection are plain float32 layers outside the backbone: never quantised, always trained.
     model.score.requires_grad_(True)
     if model.projection is not None:
@@ -192,26 +203,33 @@ def load_for_training(
     return model
 
 
-def _load_with_unsloth(backbone: str, settings: LoraSettings, max_length: int, load_in_4bit: bool,
-                       common: dict[str, Any], checkpointing: bool | str = "unsloth"):
-    """The Unsloth path (see /work/shared/gpu/README.md): 4-bit load, LoRA, the decoder stack as backbone."""
+def _load_with_unsloth(backbone: str, source: str, tokenizer, settings: LoraSettings, max_length: int,
+                       load_in_4bit: bool, common: dict[str, Any], checkpointing: bool | str = "unsloth"):
+    """The Unsloth path (see /work/shared/gpu/README.md): 4-bit load, LoRA, the decoder stack as backbone.
+
+    Unsloth reads the tokenizer itself and refuses one whose pad token is its eos ("Could not find a valid pad
+    token", unsloth_zoo.pad_token.fix_pad_token in 2026.10.9), so it is pointed, through `tokenizer_name=` (popped
+    by FastLanguageModel.from_pretrained and used for its own tokenizer load), at a folder holding our tokenizer with
+    the family's pad token; a converted GGUF folder already holds it. Its returned tokenizer is not used: ours is the
+    one attached and saved.
+    """
     import unsloth  # noqa: F401  (patches transformers; import it before transformers when you can)
     import torch
     from unsloth import FastLanguageModel
 
-    from .modeling import EmoModelForMultiLabel, text_backbone
+    from ..modeling import EmoModelForMultiLabel, text_backbone
 
-    folder, _ = resolve_pretrained(backbone)
-    causal_lm, tokenizer = FastLanguageModel.from_pretrained(model_name=folder, max_seq_length=max_length,
-                                                             load_in_4bit=load_in_4bit, dtype=torch.bfloat16)
+    causal_lm, _ = FastLanguageModel.from_pretrained(model_name=source, max_seq_length=max_length,
+                                                     load_in_4bit=load_in_4bit, dtype=torch.bfloat16,
+                                                     tokenizer_name=tokenizer_folder(source, tokenizer))
+    ensure_embedding_rows(causal_lm, tokenizer)
     model_type = causal_lm.config.get_text_config().model_type
-    lora_dict = settings.resolved(model_type)
+    lora_dict = settings.resolved(model_type, causal_lm)
     peft_model = FastLanguageModel.get_peft_model(
         causal_lm, r=lora_dict["r"], lora_alpha=lora_dict["lora_alpha"], lora_dropout=lora_dict["lora_dropout"],
         bias=lora_dict["bias"], target_modules=lora_dict["target_modules"], use_gradient_checkpointing=checkpointing,
         random_state=UNSLOTH_RANDOM_STATE)
-    decoder = text_backbone(peft_model.base_model.model.model)  # the MistralModel: last_hidden_state after the norm
-    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor (multimodal) holds the tokenizer
+    decoder = text_backbone(peft_model.base_model.model.model)  # the decoder stack: last_hidden_state after the norm
     model = EmoModelForMultiLabel.from_loaded_backbone(decoder, tokenizer, backbone, lora=lora_dict, **common)
     # Keep Unsloth's wrapper alive without registering it as a submodule (its parameters are the decoder's).
     model.__dict__["_unsloth_model"] = peft_model
