@@ -21,6 +21,7 @@ Everything here is a no-op in a plain single process (no process group is create
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from collections.abc import Iterator
@@ -49,9 +50,20 @@ def setup():
     from accelerate import PartialState
 
     state = PartialState(**_state_kwargs())  # a singleton; TrainingArguments(use_cpu=use_cpu()) finds it set up
-    if state.num_processes > 1 and torch.cuda.is_available():
-        torch.cuda.set_device(state.local_process_index)
+    if state.num_processes > 1:
+        if torch.cuda.is_available():
+            torch.cuda.set_device(state.local_process_index)
+        # A process that exits with its gloo group still open can abort in the group's threads ("terminate called
+        # without an active exception", SIGABRT, seen in tests/test_ddp.py): close the group on the way out.
+        atexit.register(_destroy_process_group)
     return state
+
+
+def _destroy_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def use_cpu() -> bool:

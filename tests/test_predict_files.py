@@ -38,7 +38,10 @@ def one_thread():
 
 
 def env() -> dict:
-    return dict(os.environ, OMP_NUM_THREADS="1")
+    # The checkout's emo_hf first: a subprocess started from a temp folder would otherwise import an installed copy.
+    repo = str(Path(__file__).resolve().parent.parent)
+    return dict(os.environ, OMP_NUM_THREADS="1",
+                PYTHONPATH=os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p))
 
 
 @pytest.fixture(scope="module")
