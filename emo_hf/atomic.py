@@ -61,7 +61,8 @@ def respect_umask(folder: str | os.PathLike) -> None:
             os.chmod(path, umask_mode(directory=path.is_dir()))
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` still runs (this process counts as alive)."""
     if pid == os.getpid():
         return True
     try:
@@ -86,7 +87,7 @@ def remove_stale_temps(parent: str | os.PathLike, prefixes: Iterable[str]) -> li
         pattern = re.compile(re.escape(prefix) + r"(\d+)-")
         for entry in parent.iterdir():
             match = pattern.match(entry.name)
-            if match is None or _pid_alive(int(match.group(1))):
+            if match is None or pid_alive(int(match.group(1))):
                 continue
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..atomic import pid_alive
+
 logger = logging.getLogger(__name__)
 
 MARKER = ".emo-hf-data-build.json"
@@ -57,16 +59,6 @@ def make_old(out: Path) -> Path:
     return _mark(Path(tempfile.mkdtemp(dir=out.parent, prefix=old_prefix(out))), out)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
 def _ours_and_abandoned(folder: Path, out: Path) -> bool:
     """True when `folder` carries this tool's marker for this OUT and its process is gone."""
     try:
@@ -76,7 +68,7 @@ def _ours_and_abandoned(folder: Path, out: Path) -> bool:
     if not isinstance(marker, dict) or marker.get("out") != str(out) or marker.get("host") != socket.gethostname():
         return False
     pid = marker.get("pid")
-    return isinstance(pid, int) and pid != os.getpid() and not _alive(pid)
+    return isinstance(pid, int) and pid != os.getpid() and not pid_alive(pid)
 
 
 def clean_stale(out: Path) -> list[Path]:
