@@ -48,7 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "(scripts/gpu_check.py's build_base); 'qwen0.5b' = Qwen2.5-0.5B's shape (24 layers)")
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--variants", default="before,after")
-    p.add_argument("--max-tokens-per-batch", type=int, default=16384, help="'after': the token budget")
+    p.add_argument("--preset", default=None, help="settings the variants start from (default: mistral-small-24b; "
+                   "tiny-random with --cpu); e.g. qwen2.5-0.5b with its converted folder as --backbone")
+    p.add_argument("--max-tokens-per-batch", type=int, default=None, help="'after': the token budget (default: the "
+                   "preset's, else 16384)")
     p.add_argument("--batch-size", type=int, default=64, help="'before': rows per batch")
     p.add_argument("--rows", type=int, default=8192, help="train rows used (a seeded subset)")
     p.add_argument("--warmup", type=int, default=5, help="optimiser steps before profiling (compilation, caches)")
@@ -82,14 +85,18 @@ def child_main(args: argparse.Namespace) -> int:
     from emo_hf.presets import get_preset
     from emo_hf.trainer import train
 
-    base = get_preset("tiny-random" if args.cpu else "mistral-small-24b")
+    base = get_preset(args.preset or ("tiny-random" if args.cpu else "mistral-small-24b"))
     settings = base.replace(backbone=args.backbone or base.backbone, train_subset=None if args.full_run else args.rows,
                             epochs=args.epochs if args.full_run else 1)
+    if args.cpu:
+        settings = settings.replace(bf16=False, max_length=min(settings.max_length, 32))  # a GPU preset on the CPU
     if variant == "before":
         settings = settings.replace(load_in_4bit=on_gpu, gradient_checkpointing=True, offload_checkpointing=on_gpu,
                                     batch_size=args.batch_size)
+        settings.max_tokens_per_batch = None  # rows, not a token budget (replace() skips None values)
     else:
-        settings = settings.replace(max_tokens_per_batch=args.max_tokens_per_batch)
+        settings = settings.replace(max_tokens_per_batch=args.max_tokens_per_batch or settings.max_tokens_per_batch
+                                    or 16384)
     record: dict[str, Any] = {"variant": variant, "settings": settings.to_dict()}
 
     class Profile(TrainerCallback):
@@ -240,11 +247,12 @@ def parent_main(args: argparse.Namespace, argv: list[str]) -> int:
         started = time.monotonic()
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", variant, "--data", args.data,
                "--rows", str(args.rows), "--warmup", str(args.warmup), "--steps", str(args.steps),
-               "--max-tokens-per-batch", str(args.max_tokens_per_batch), "--batch-size", str(args.batch_size),
+               "--batch-size", str(args.batch_size),
                "--top", str(args.top), "--scratch", str(scratch / variant), "--epochs", str(args.epochs)] + (
                ["--cpu"] if args.cpu else []) + (["--full-run"] if args.full_run else []) + (
+               ["--max-tokens-per-batch", str(args.max_tokens_per_batch)] if args.max_tokens_per_batch else []) + (
                ["--inference", "--inference-batches", args.inference_batches] if args.inference else []) + (
-               ["--backbone", backbone] if backbone else [])
+               ["--backbone", backbone] if backbone else []) + (["--preset", args.preset] if args.preset else [])
         print(f"[profile] {variant}: started", file=sys.stderr, flush=True)
         proc = subprocess.run(cmd, env=env, cwd=scratch, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         lines = [l for l in proc.stdout.splitlines() if l.startswith("@RESULT ")]

@@ -87,8 +87,8 @@ class TrainSettings:
 
 # The settings shared by the real small-decoder presets below (why these: the comment above "qwen2.5-0.5b").
 _REAL_DECODER_SETTINGS: dict = dict(
-    lora_r=16, lora_alpha=32, lora_dropout=0.0, load_in_4bit=True,
-    learning_rate=1e-4, epochs=2, batch_size=64, max_length=128, bf16=True, gradient_checkpointing=True,
+    lora_r=16, lora_alpha=32, lora_dropout=0.0, max_tokens_per_batch=4096,
+    learning_rate=2e-4, epochs=2, batch_size=64, max_length=128, bf16=True,
 )
 
 PRESETS: dict[str, TrainSettings] = {
@@ -108,13 +108,11 @@ PRESETS: dict[str, TrainSettings] = {
         load_in_4bit=True, learning_rate=1e-4, epochs=2, batch_size=64, max_length=128, bf16=True,
     ),
     # Real small decoders, offline from GGUF files in PyPI packages (README, "Offline backbones"), converted once to a
-    # bf16 folder in the emo_hf cache. Same code path and settings as mistral-small-24b: those settings, with
-    # Qwen2.5-Coder-0.5B-Instruct as --backbone, gave test macro-F1 0.551 validation-tuned (0.501 at 0.5) in 443.7 s
-    # of training on the H200 (2026-12-01, issue 11). 4-bit + checkpointing are kept explicit because that is the only
-    # configuration run on the real weights: the memory plan's faster choice for these sizes (bf16, no checkpointing)
-    # reached a NaN loss on a random Qwen-shaped model on the H200 before the fix in emo_hf.batching, which is not
-    # re-checked on a GPU (docs/benchmarks.md); try it with --no-load-in-4bit --no-gradient-checkpointing.
-    # prompt 'plain' until 'instruction' is measured.
+    # bf16 folder in the emo_hf cache. Same code path as mistral-small-24b. Before (issue 11): 4-bit Unsloth, offloaded
+    # checkpointing, 64 rows, lr 1e-4 gave test macro-F1 0.551 (0.501 at 0.5) in 443.7 s of training on the H200.
+    # Now: 4-bit and checkpointing left to the memory plan (a 0.5-1.5B model in bf16 fits any 24 GB card with a 4096-
+    # token batch), batches of 4,096 padded tokens (~170 GoEmotions rows, so ~1/2.7 of the optimiser steps) at lr 2e-4
+    # (between the sqrt and linear rules for 2.7x the rows). Measured on the H200: docs/results.md, docs/benchmarks.md.
     # max_length 128 leaves 92 text tokens under --prompt instruction (Qwen2.5's template + question: 36 tokens;
     # GoEmotions texts are < 50 tokens at the 99th percentile).
     "qwen2.5-0.5b": TrainSettings(

@@ -495,6 +495,7 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
         "epochs_run": trainer.state.epoch,
         "log_history": trainer.state.log_history,
         "device": _device_name() if distributed.world_size() == 1 else f"{distributed.world_size()} processes x {_device_name()}",
+        "peak_gpu_memory_gib": _peak_gpu_gib(),
         "date": time.strftime("%Y-%m-%d"),
     })
     info["hyperparameters"].update(load_in_4bit=plan.load_in_4bit, gradient_checkpointing=plan.gradient_checkpointing)
@@ -602,6 +603,13 @@ def _encoder_of(data_dir) -> dict:
     if not encoder:
         raise ValueError(f"{data_dir}/build_info.json does not name the sentence encoder; rebuild with emo-hf data build.")
     return {"encoder_name": encoder, "encoder_dim": int(info.get("embedding_dim") or 0) or None}
+
+
+def _peak_gpu_gib() -> float | None:
+    """This process's peak allocated GPU memory (GiB), or None on CPU: the figure a smaller card must hold."""
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
 
 
 def _device_name() -> str:

@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""The table of a `scripts/gpu_decoders.sh` run: one row per job (quality, speed, memory), then the profiles.
+
+    python scripts/decoder_table.py RES          # RES: $HOME/decoders on the GPU machine, or the unpacked decoders.tgz
+
+Reads each job folder as the GPU machine leaves it (run/model/training_info.json, test/report.json, ...) or as
+`gpu_decoders.sh collect` packs it (training_info.json, test_report.json, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+
+def _read(folder: Path, *names: str) -> dict | None:
+    for name in names:
+        if (folder / name).is_file():
+            return json.loads((folder / name).read_text())
+    return None
+
+
+def job_row(folder: Path) -> str | None:
+    info = _read(folder, "run/model/training_info.json", "training_info.json")
+    status = (folder / "status").read_text().strip() if (folder / "status").is_file() else "?"
+    if info is None:
+        return f"| {folder.name} | {status} |" + " |" * 10 if (folder / "train.log").is_file() else None
+    test = _read(folder, "test/report.json", "test_report.json") or {}
+    log = (folder / "train.log").read_text(errors="replace") if (folder / "train.log").is_file() else ""
+    via = re.search(r"^emo_hf: .* via (.+?): trainable", log, re.M)
+    plan = info.get("memory_plan") or {}
+    batching = info.get("batching") or {}
+    rows = batching.get("mean_rows_per_optimizer_step", batching.get("batch_size", ""))
+    speed = [h["train_samples_per_second"] for h in info.get("log_history", []) if "train_samples_per_second" in h]
+    hp = info.get("hyperparameters", {})
+
+    def f1(d: dict | None) -> str:
+        return f"{d['macro_f1']:.3f}" if d and d.get("macro_f1") is not None else ""
+
+    memory = ("4-bit" if plan.get("load_in_4bit") else "bf16") + (" + ckpt" if plan.get("gradient_checkpointing") else "")
+    return (f"| {folder.name} | {status} | {via.group(1) if via else '?'} | {memory} | "
+            f"{hp.get('learning_rate', '')} | {rows if rows == '' else round(float(rows))} | "
+            f"{f1(info.get('validation_metrics_tuned'))} | {f1(test.get('metrics_tuned'))} | "
+            f"{f1(test.get('metrics_at_0.5'))} | {info.get('train_seconds', '')} | "
+            f"{speed[-1] if speed else ''} | {info.get('peak_gpu_memory_gib', '')} |")
+
+
+def profile_rows(folder: Path) -> list[str]:
+    data = _read(folder, "profile.json")
+    if not data:
+        return []
+    out = []
+    for r in data.get("results", data if isinstance(data, list) else []):
+        if r.get("inference"):
+            out += [f"| {folder.name} | {r['variant']} | inference batch {i['batch_size']}: {i['texts_per_s']} texts/s"
+                    f" | | | | | {r.get('peak_gib', '')} |" for i in r["inference"]]
+        else:
+            status = (str(r.get("status")).strip().splitlines() or ["?"])[-1][:160]
+            out.append(f"| {folder.name} | {r.get('variant')} | {status} | {r.get('wall_ms_per_step', '')} | "
+                       f"{r.get('gpu_busy_fraction', '')} | {r.get('launches_per_step', '')} | "
+                       f"{r.get('rows_per_step', '')} | {r.get('peak_gib', '')} |")
+    return out
+
+
+def main(argv: list[str]) -> int:
+    res = Path(argv[1] if len(argv) > 1 else ".")
+    folders = sorted(p for p in res.iterdir() if p.is_dir())
+    print("| job | status | loaded via | weights | lr | rows/step | val F1 tuned | test F1 tuned | test F1 @0.5 "
+          "| train s | samples/s | peak GiB |")
+    print("|" + "---|" * 12)
+    for folder in folders:
+        row = job_row(folder)
+        if row:
+            print(row)
+    rows = [r for folder in folders for r in profile_rows(folder)]
+    if rows:
+        print("\n| profile | variant | status | wall ms/step | GPU busy | launches/step | rows/step | peak GiB |")
+        print("|" + "---|" * 8)
+        print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# The real-decoder measurements of issues 11 and 12 in one lease of one GPU, run in the background (setsid) so the
+# GPU trains while the next model's weights are still arriving in parts (../shared/gpu/README.md, "Carrying more
+# than 64 MiB": a call carries at most 64 MiB, so Qwen2.5-Coder-1.5B's 1.1 GB GGUF takes 18 calls).
+#
+#   bash scripts/gpu_decoders.sh start STAGE DATA DATA28   # returns at once; the schedule below runs on
+#   bash scripts/gpu_decoders.sh status                    # one line per job
+#   bash scripts/gpu_decoders.sh wait SECONDS [FILE]       # until $RES/FILE (default ALL_DONE) exists or SECONDS pass
+#   bash scripts/gpu_decoders.sh collect                   # $OUT/decoders.tgz (logs, training_info, reports,
+#                                                          # probabilities, profiles) and the table
+# STAGE holds q05.gguf, q15.gguf, gemma.gguf (each appears only once joined and its sha256 checked; the schedule
+# waits for it); DATA / DATA28: `emo-hf data build` folders (raw config is enough) with the 15 default labels and
+# with all 28 (`--labels goemotions`), absolute paths. RES (default $HOME/decoders) holds one folder per job.
+#
+# Schedule (a job = `emo-hf train`, then `emo-hf evaluate` on test and on validation, probabilities kept):
+#   1. alone, so its seconds are timings: q05-preset (`--preset qwen2.5-0.5b`, nothing else), then
+#      bench/gpu_profile.py before/after on the real 0.5B and its inference texts/s;
+#   2. side by side on the one GPU (their seconds are NOT timings: up to 10 processes share it): both stacks in
+#      4-bit, the instruction prompt, 28-label training, two batch/lr variants, the 1.5B (when it has arrived),
+#      Gemma 3 270M (when it has arrived);
+#   3. alone: bench/gpu_profile.py on the 24B shape (2 layers, random weights).
+# SMOKE=1 runs the same schedule on a CPU in minutes (tiny slices, 1 epoch, no 4-bit): the check of this script.
+set -uo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+RES=${RES:-$HOME/decoders}
+export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+
+job() {  # NAME DATA PRESET BACKBONE [TRAIN FLAGS...]
+  local name=$1 data=$2 preset=$3 backbone=$4; shift 4
+  local dir=$RES/$name flags=("$@")
+  if [[ -n ${SMOKE:-} ]]; then  # CPU: no 4-bit, a slice, one epoch
+    flags=("${flags[@]/--load-in-4bit/--no-load-in-4bit}")
+    flags+=(--train-subset 48 --epochs 1 --no-bf16 --max-length 32 --max-tokens-per-batch 512)
+  fi
+  rm -rf "$dir"; mkdir -p "$dir/cwd"; echo running > "$dir/status"; date -u +%FT%TZ > "$dir/started"
+  # Each job in its own working folder: Unsloth writes its compiled modules to ./unsloth_compiled_cache.
+  if (cd "$dir/cwd" && python -m emo_hf train --data "$data" --preset "$preset" --backbone "$backbone" \
+        --out "$dir/run" "${flags[@]}" > "$dir/train.log" 2>&1 \
+      && python -m emo_hf evaluate "$dir/run/model" --data "$data" --no-baselines --out "$dir/test" \
+        > "$dir/eval.log" 2>&1 \
+      && python -m emo_hf evaluate "$dir/run/model" --data "$data" --split validation --no-baselines \
+        --out "$dir/validation" >> "$dir/eval.log" 2>&1); then
+    echo ok > "$dir/status"
+  else
+    echo failed > "$dir/status"
+  fi
+  date -u +%FT%TZ > "$dir/ended"
+  echo "$(date -u +%T) $name: $(cat "$dir/status")"
+}
+
+profile() {  # NAME [gpu_profile.py FLAGS...]
+  local name=$1; shift
+  local dir=$RES/$name smoke=()
+  [[ -n ${SMOKE:-} ]] && smoke=(--cpu --steps 2 --warmup 1 --rows 256)
+  rm -rf "$dir"; mkdir -p "$dir"; echo running > "$dir/status"
+  if python "$REPO/bench/gpu_profile.py" "$@" "${smoke[@]}" --scratch "$dir/scratch" --json "$dir/profile.json" \
+       > "$dir/profile.log" 2>&1; then echo ok > "$dir/status"; else echo failed > "$dir/status"; fi
+  rm -rf "$dir/scratch"
+  echo "$(date -u +%T) $name: $(cat "$dir/status")"
+}
+
+wait_for_file() {  # FILE SECONDS
+  local waited=0
+  while [[ ! -e $1 && $waited -lt $2 ]]; do sleep 5; waited=$((waited + 5)); done
+  [[ -e $1 ]]
+}
+
+schedule() {  # STAGE DATA DATA28
+  local stage=$1 data=$2 data28=$3
+  local q05=$stage/q05.gguf q15=$stage/q15.gguf gemma=$stage/gemma.gguf
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+  echo "$(date -u +%T) schedule started; git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
+  wait_for_file "$q05" 1800 || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
+  # 1. alone
+  job q05-preset "$data" qwen2.5-0.5b "$q05"
+  profile profile-q05 --data "$data" --preset qwen2.5-0.5b --backbone "$q05"
+  profile inference-q05 --data "$data" --preset qwen2.5-0.5b --backbone "$q05" --inference --variants after \
+    --inference-batches 64,256
+  # 2. side by side
+  job q05-unsloth-4bit "$data" qwen2.5-0.5b "$q05" --load-in-4bit &
+  job q05-bnb-4bit "$data" qwen2.5-0.5b "$q05" --load-in-4bit --no-unsloth &
+  job q05-instruction "$data" qwen2.5-0.5b "$q05" --prompt instruction &
+  job q05-28-labels "$data28" qwen2.5-0.5b "$q05" &
+  job q05-lr1e-4 "$data" qwen2.5-0.5b "$q05" --learning-rate 1e-4 &
+  job q05-16k-lr4e-4 "$data" qwen2.5-0.5b "$q05" --max-tokens-per-batch 16384 --learning-rate 4e-4 &
+  if wait_for_file "$q15" 1800; then
+    # Convert the GGUF once before three processes want it (the cache keeps one copy; concurrent first loads would
+    # each convert it).
+    python -c "import sys; from emo_hf.backbones.loading import backbone_source; print(backbone_source(sys.argv[1]))" \
+      "$q15" > "$RES/convert-q15.log" 2>&1 || echo "q15 conversion failed: $RES/convert-q15.log"
+    job q15-preset "$data" qwen2.5-1.5b "$q15" &
+    job q15-unsloth-4bit "$data" qwen2.5-1.5b "$q15" --load-in-4bit &
+    job q15-bnb-4bit "$data" qwen2.5-1.5b "$q15" --load-in-4bit --no-unsloth &
+  else
+    echo "no $q15: 1.5B jobs skipped"
+  fi
+  if wait_for_file "$gemma" 600; then job gemma-preset "$data" gemma3-270m "$gemma" & else echo "no $gemma"; fi
+  wait
+  # 3. alone
+  profile profile-24b --data "$data" --shape 24b --layers 2
+  echo "$(date -u +%T) schedule done"
+  echo done > "$RES/ALL_DONE"
+}
+
+status() {
+  for d in "$RES"/*/; do
+    [[ -f $d/status ]] || continue
+    local name; name=$(basename "$d")
+    local last=""; [[ -f $d/train.log ]] && last=$(tr '\r' '\n' < "$d/train.log" | grep -v '^\s*$' | tail -1 | cut -c1-110)
+    printf '%-18s %-8s %s\n' "$name" "$(cat "$d/status")" "$last"
+  done
+}
+
+collect() {
+  local out=${OUT:?set OUT: the folder the device machine returns}
+  local pack; pack=$(mktemp -d)
+  for d in "$RES"/*/; do
+    local name; name=$(basename "$d"); mkdir -p "$pack/$name"
+    for f in status started ended eval.log profile.json profile.log run/model/training_info.json run/model/config.json \
+             test/test_probabilities.npy validation/validation_probabilities.npy; do
+      [[ -f $d/$f ]] && cp "$d/$f" "$pack/$name/"
+    done
+    for split in test validation; do [[ -f $d/$split/report.json ]] && cp "$d/$split/report.json" "$pack/$name/${split}_report.json"; done
+    # Progress bars are carriage-return lines: keep the final state of each.
+    [[ -f $d/train.log ]] && tr '\r' '\n' < "$d/train.log" | grep -v -E '^\s*[0-9]+%\|' | tail -400 > "$pack/$name/train.log"
+  done
+  cp "$RES"/*.log "$pack/" 2>/dev/null
+  tar czf "$out/decoders.tgz" -C "$pack" . && rm -rf "$pack"
+  python "$REPO/scripts/decoder_table.py" "$RES"
+}
+
+case ${1:-} in
+  start) shift; mkdir -p "$RES"; setsid nohup bash "$0" schedule "$@" > "$RES/master.log" 2>&1 < /dev/null &
+         echo "started: log $RES/master.log" ;;
+  schedule) shift; schedule "$@" ;;
+  status) status ;;
+  wait) wait_for_file "$RES/${3:-ALL_DONE}" "${2:?seconds}"; status; tail -5 "$RES/master.log" ;;
+  collect) collect ;;
+  *) sed -n '2,25p' "$0"; exit 2 ;;
+esac
