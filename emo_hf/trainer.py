@@ -500,9 +500,26 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
     })
     info["hyperparameters"].update(load_in_4bit=plan.load_in_4bit, gradient_checkpointing=plan.gradient_checkpointing)
     save_model_folder(model, model_dir, info, data_dir)
+    if settings.reload_check_rows > 0:
+        _record_reload_check(model, model_dir, splits["validation"], settings.reload_check_rows)
     distributed.broadcast_object([float(t) for t in thresholds])
     distributed.barrier()
     return TrainResult(model_dir, trainer.state.best_model_checkpoint, trainer.state.best_metric, [float(t) for t in thresholds], train_seconds, _headline(val_at_05))
+
+
+def _record_reload_check(model, model_dir: Path, validation, rows: int) -> None:
+    """emo_hf.reload_check on the first `rows` validation texts; its result added to training_info.json in place
+    (temp file + rename)."""
+    from .reload_check import reload_check
+
+    texts = list(validation.select(range(min(rows, len(validation))))["text"]) if "text" in validation.column_names else []
+    result = reload_check(model, model_dir, texts)
+    path = model_dir / TRAINING_INFO_NAME
+    info = json.loads(path.read_text())
+    info["reload_check"] = result
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(info, indent=2, default=str))
+    os.replace(tmp, path)
 
 
 def predict_split_probs(trainer, dataset) -> tuple[np.ndarray, np.ndarray]:

@@ -61,6 +61,9 @@ def test_the_best_epoch_is_restored_and_thresholds_come_from_validation(trained,
     # ... and tuned thresholds never do worse than 0.5 on the split they were tuned on
     assert info["validation_metrics_tuned"]["macro_f1"] >= info["validation_metrics_at_0.5"]["macro_f1"]
     assert info["selection"]["threshold_split"] == "validation"
+    # the saved folder, reloaded, reproduces the trained model on validation texts (emo_hf.reload_check)
+    assert info["reload_check"]["ok"] is True and info["reload_check"]["rows"] == 200
+    assert info["reload_check"]["max_abs_probability_difference"] < 1e-4
 
 
 def test_the_saved_model_predicts_what_the_report_scored(trained, goemotions_slice_data):

@@ -1,0 +1,32 @@
+"""The reload check: a saved folder that does not reproduce the model in memory is reported, and one that does passes."""
+
+import shutil
+
+import pytest
+
+
+def test_a_faithful_folder_passes_and_a_changed_head_is_reported(tiny_emo_model_dir, tmp_path, capsys):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from emo_hf.modeling import HEAD_FILE
+    from emo_hf.pipeline import load_trained_model
+    from emo_hf.reload_check import reload_check
+
+    model = load_trained_model(tiny_emo_model_dir)
+    texts = ["I love it", "this is awful and I am angry", "thanks so much!", "what?", "   "]
+    same = reload_check(model, tiny_emo_model_dir, texts)
+    assert same["ok"] is True and same["rows"] == 4  # the blank text is not scored
+    assert same["max_abs_probability_difference"] < 1e-5
+
+    changed = tmp_path / "model"
+    shutil.copytree(tiny_emo_model_dir, changed)
+    with safe_open(str(changed / HEAD_FILE), "pt") as handle:
+        metadata = handle.metadata()
+    head = load_file(str(changed / HEAD_FILE))
+    head = {k: (v + 3.0 if k.endswith("bias") else v) for k, v in head.items()}  # what a wrong save would do
+    save_file(head, str(changed / HEAD_FILE), metadata=metadata)
+    different = reload_check(model, changed, texts)
+    assert different["ok"] is False and different["max_abs_probability_difference"] > 0.05
+    assert f"the saved model in {changed} does not reproduce the trained model" in capsys.readouterr().out
+    assert model.training is False  # left as it was (load_trained_model returns it in eval mode)
