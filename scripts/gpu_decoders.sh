@@ -9,7 +9,9 @@
 #   bash scripts/gpu_decoders.sh collect                   # $OUT/decoders.tgz (logs, training_info, reports,
 #                                                          # probabilities, profiles) and the table
 # STAGE holds q05.gguf, q15.gguf, gemma.gguf (each appears only once joined and its sha256 checked; the schedule
-# waits for it); DATA / DATA28: `emo-hf data build` folders (raw config is enough) with the 15 default labels and
+# waits for it). Run it from a copy of the whole checkout outside the device's repository folder (files there that a
+# call did not carry are removed between calls), model_card_template.md included: `emo-hf evaluate` regenerates
+# the card (on 2026-12-01 a copy without it failed the first job's evaluation). DATA / DATA28: `emo-hf data build` folders (raw config is enough) with the 15 default labels and
 # with all 28 (`--labels goemotions`), absolute paths. RES (default $HOME/decoders) holds one folder per job.
 #
 # Schedule (a job = `emo-hf train`, then `emo-hf evaluate` on test and on validation, probabilities kept):
