@@ -135,7 +135,7 @@ PRESETS: dict[str, TrainSettings] = {
     ),
     # Gemma 3 270M (base model, no chat template: plain prompt; its GGUF's tokenizer is rebuilt by
     # emo_hf.backbones.gguf). On the H200 it trained (validation 0.526 inside the run) but the saved model scored
-    # 0.399 on validation when reloaded there (docs/results.md, "Decoders"); the reload check in emo_hf.trainer
+    # 0.396 on validation when reloaded there (docs/results.md, "Decoders"); the reload check in emo_hf.trainer
     # reports such a gap.
     "gemma3-270m": TrainSettings(
         preset="gemma3-270m",

@@ -501,19 +501,39 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
     info["hyperparameters"].update(load_in_4bit=plan.load_in_4bit, gradient_checkpointing=plan.gradient_checkpointing)
     save_model_folder(model, model_dir, info, data_dir)
     if settings.reload_check_rows > 0:
-        _record_reload_check(model, model_dir, splits["validation"], settings.reload_check_rows)
+        _record_reload_check(model, model_dir, splits["validation"], encoded["validation"], collator, settings)
     distributed.broadcast_object([float(t) for t in thresholds])
     distributed.barrier()
     return TrainResult(model_dir, trainer.state.best_model_checkpoint, trainer.state.best_metric, [float(t) for t in thresholds], train_seconds, _headline(val_at_05))
 
 
-def _record_reload_check(model, model_dir: Path, validation, rows: int) -> None:
-    """emo_hf.reload_check on the first `rows` validation texts; its result added to training_info.json in place
-    (temp file + rename)."""
+def _record_reload_check(model, model_dir: Path, validation, encoded_validation, collator, settings) -> None:
+    """emo_hf.reload_check on the first settings.reload_check_rows validation texts, against the model in memory and
+    against the training loop's own path (its collator, its autocast); the result is added to training_info.json in
+    place (temp file + rename)."""
+    import torch
+
+    from .metrics import sigmoid
     from .reload_check import reload_check
 
-    texts = list(validation.select(range(min(rows, len(validation))))["text"]) if "text" in validation.column_names else []
-    result = reload_check(model, model_dir, texts)
+    if "text" not in validation.column_names:
+        return
+    rows = range(min(settings.reload_check_rows, len(validation)))
+    texts = list(validation.select(rows)["text"])
+    device = next(model.parameters()).device
+    logits = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                             enabled=bool(settings.bf16) and device.type == "cuda"):
+            for start in range(0, len(rows), 32):
+                batch = collator([dict(encoded_validation[i]) for i in rows[start:start + 32]])
+                batch = {k: v.to(device) for k, v in batch.items() if k != "labels" and hasattr(v, "to")}
+                logits.append(model(**batch).logits.float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    result = reload_check(model, model_dir, texts, trainer_probabilities=sigmoid(np.concatenate(logits)))
     path = model_dir / TRAINING_INFO_NAME
     info = json.loads(path.read_text())
     info["reload_check"] = result

@@ -11,13 +11,13 @@ def test_a_faithful_folder_passes_and_a_changed_head_is_reported(tiny_emo_model_
 
     from emo_hf.modeling import HEAD_FILE
     from emo_hf.pipeline import load_trained_model
-    from emo_hf.reload_check import reload_check
+    from emo_hf.reload_check import MAX_TOLERANCE, reload_check
 
     model = load_trained_model(tiny_emo_model_dir)
     texts = ["I love it", "this is awful and I am angry", "thanks so much!", "what?", "   "]
     same = reload_check(model, tiny_emo_model_dir, texts)
     assert same["ok"] is True and same["rows"] == 4  # the blank text is not scored
-    assert same["max_abs_probability_difference"] < 1e-5
+    assert same["max_abs_difference"] < 1e-5 and same["predict_proba"]["mean_abs_difference"] < 1e-6
 
     changed = tmp_path / "model"
     shutil.copytree(tiny_emo_model_dir, changed)
@@ -27,6 +27,25 @@ def test_a_faithful_folder_passes_and_a_changed_head_is_reported(tiny_emo_model_
     head = {k: (v + 3.0 if k.endswith("bias") else v) for k, v in head.items()}  # what a wrong save would do
     save_file(head, str(changed / HEAD_FILE), metadata=metadata)
     different = reload_check(model, changed, texts)
-    assert different["ok"] is False and different["max_abs_probability_difference"] > 0.05
+    assert different["ok"] is False and different["max_abs_difference"] > MAX_TOLERANCE
     assert f"the saved model in {changed} does not reproduce the trained model" in capsys.readouterr().out
     assert model.training is False  # left as it was (load_trained_model returns it in eval mode)
+
+
+def test_the_training_loop_path_is_compared_too(tiny_emo_model_dir, capsys):
+    """A gap between the training loop's probabilities and the reloaded folder fails the check even when the model in
+    memory and the folder agree (the Gemma-on-GPU case: in-run validation 0.526, reloaded 0.396)."""
+    import numpy as np
+
+    from emo_hf.pipeline import load_trained_model
+    from emo_hf.reload_check import reload_check
+
+    model = load_trained_model(tiny_emo_model_dir)
+    texts = ["I love it", "this is awful", "thanks so much!"]
+    faithful = model.predict_proba(texts)
+    assert reload_check(model, tiny_emo_model_dir, texts, trainer_probabilities=faithful)["ok"] is True
+    shifted = np.clip(faithful + 0.2, 0, 1)
+    result = reload_check(model, tiny_emo_model_dir, texts, trainer_probabilities=shifted)
+    assert result["ok"] is False and result["predict_proba"]["max_abs_difference"] < 1e-5
+    assert result["training_loop"]["max_abs_difference"] >= 0.19
+    assert "does not reproduce the trained model" in capsys.readouterr().out
