@@ -276,7 +276,25 @@ def _protocol(report: dict, info: dict, is_goemotions: bool) -> list[str]:
                          f"{objective}; the same thresholds are applied on the {split or 'test'} split.")
     if isinstance(report.get("mean_f1_ci95"), dict):
         sentences.append("Confidence intervals are 95% percentile bootstrap intervals over the evaluated examples.")
+    check = info.get("reload_check") or {}
+    if check.get("ok") is True:
+        sentences.append(f"After training, this folder was reloaded and reproduced the trained model's probabilities on "
+                         f"{check.get('rows')} validation texts (largest difference "
+                         f"{_number(check.get('max_abs_difference', check.get('max_abs_probability_difference')))}).")
     return sentences
+
+
+def reload_warning(info: dict) -> str | None:
+    """The card's first limitation when emo_hf.reload_check found that the saved folder differs from the trained
+    model (training_info.json's `reload_check`)."""
+    check = info.get("reload_check") or {}
+    if check.get("ok") is not False:
+        return None
+    return (f"**Warning:** after training, this folder reloaded did not reproduce the trained model: probabilities "
+            f"on {check.get('rows')} validation texts differed by up to "
+            f"{_number(check.get('max_abs_difference', check.get('max_abs_probability_difference')))}. The scores "
+            "above come from the reloaded folder; the training run's own validation scores (training_info.json) "
+            "may be higher. Treat this model as suspect.")
 
 
 # Folder names that say nothing about the model (a card titled "# model" is no title): the card names it instead.
@@ -446,7 +464,7 @@ def render_model_card(model_dir: str | Path, *, repo_id: str | None = None, name
         hyperparameters = _table(["Setting", "Value"], [
             [name, f"{value:g}" if isinstance(value, float) else value] for name, value in sorted(params.items())])
 
-    limitations = []
+    limitations = [reload_warning(info)] if reload_warning(info) else []
     small = [row for row in report.get("per_label") or [] if isinstance(row.get("support"), int)
              and row["support"] < SMALL_SUPPORT]
     if small:

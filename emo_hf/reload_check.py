@@ -11,7 +11,8 @@ once its saved folder was reloaded by `emo-hf evaluate` (docs/results.md, "Decod
 the CPU was exact. Where the gap arises was not found, so the check compares the reloaded folder with both ways the
 trained model saw those texts: `predict_proba` in memory, and (from emo_hf.trainer) the Trainer's own path, its
 collated batches under its autocast. `emo_hf.trainer` runs it after saving (rank 0); the result goes into
-training_info.json as `reload_check`, and a failed check is printed as a warning naming the folder. The model folder
+training_info.json as `reload_check`, a failed check is printed as a warning naming the folder, and the model
+card (written by `emo-hf evaluate` / `export`) opens its limitations with it. The model folder
 is kept either way: it is the user's to inspect, and nothing trained is thrown away.
 """
 

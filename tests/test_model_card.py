@@ -135,3 +135,20 @@ def test_template_ships_in_the_wheel_and_reads_from_an_installed_copy(tmp_path: 
                          env={"PYTHONPATH": str(tmp_path / "installed"), "PATH": "/usr/bin:/bin"})
     assert run.returncode == 0, run.stderr[-2000:]
     assert int(run.stdout) == len(read_template())
+
+
+def test_card_says_whether_the_saved_folder_reproduced_the_trained_model(model_folder: Path):
+    info_path = model_folder / "training_info.json"
+    info = json.loads(info_path.read_text())
+    info["reload_check"] = {"ok": True, "rows": 256, "max_abs_difference": 0.0012}
+    info_path.write_text(json.dumps(info))
+    card = render_model_card(model_folder)
+    assert "reproduced the trained model's probabilities on 256 validation texts (largest difference 0.0012)" in card
+    assert "Treat this model as suspect" not in card
+
+    info["reload_check"] = {"ok": False, "rows": 256, "max_abs_difference": 0.41}
+    info_path.write_text(json.dumps(info))
+    card = render_model_card(model_folder)
+    limitations = card.split("## Limitations", 1)[1]
+    assert limitations.lstrip().startswith("- **Warning:** after training, this folder reloaded did not reproduce")
+    assert "differed by up to 0.4100" in limitations and "reproduced the trained model's" not in card
