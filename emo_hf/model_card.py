@@ -280,7 +280,7 @@ def _protocol(report: dict, info: dict, is_goemotions: bool) -> list[str]:
     if check.get("ok") is True:
         sentences.append(f"After training, this folder was reloaded and reproduced the trained model's probabilities on "
                          f"{check.get('rows')} validation texts (largest difference "
-                         f"{_number(check.get('max_abs_difference', check.get('max_abs_probability_difference')))}).")
+                         f"{_number(check.get('max_abs_difference'))}).")
     return sentences
 
 
@@ -292,7 +292,7 @@ def reload_warning(info: dict) -> str | None:
         return None
     return (f"**Warning:** after training, this folder reloaded did not reproduce the trained model: probabilities "
             f"on {check.get('rows')} validation texts differed by up to "
-            f"{_number(check.get('max_abs_difference', check.get('max_abs_probability_difference')))}. The scores "
+            f"{_number(check.get('max_abs_difference'))}. The scores "
             "above come from the reloaded folder; the training run's own validation scores (training_info.json) "
             "may be higher. Treat this model as suspect.")
 
@@ -464,7 +464,7 @@ def render_model_card(model_dir: str | Path, *, repo_id: str | None = None, name
         hyperparameters = _table(["Setting", "Value"], [
             [name, f"{value:g}" if isinstance(value, float) else value] for name, value in sorted(params.items())])
 
-    limitations = [reload_warning(info)] if reload_warning(info) else []
+    limitations = [warning for warning in [reload_warning(info)] if warning]
     small = [row for row in report.get("per_label") or [] if isinstance(row.get("support"), int)
              and row["support"] < SMALL_SUPPORT]
     if small:

@@ -69,13 +69,12 @@ def reload_check(model, model_dir: str | os.PathLike, texts: Sequence[str],
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+    gaps = {name: np.abs(reference - from_disk) for name, reference in references.items()}
     result: dict[str, Any] = {"rows": len(texts), "max_tolerance": MAX_TOLERANCE, "mean_tolerance": MEAN_TOLERANCE}
-    for name, reference in references.items():
-        gap = np.abs(reference - from_disk)
-        result[name] = {"max_abs_difference": round(float(gap.max()), 5),
-                        "mean_abs_difference": round(float(gap.mean()), 6)}
-    result["max_abs_difference"] = max(r["max_abs_difference"] for r in result.values() if isinstance(r, dict))
-    result["mean_abs_difference"] = max(r["mean_abs_difference"] for r in result.values() if isinstance(r, dict))
+    result.update({name: {"max_abs_difference": round(float(gap.max()), 5),
+                          "mean_abs_difference": round(float(gap.mean()), 6)} for name, gap in gaps.items()})
+    result["max_abs_difference"] = max(result[name]["max_abs_difference"] for name in gaps)
+    result["mean_abs_difference"] = max(result[name]["mean_abs_difference"] for name in gaps)
     result["ok"] = result["max_abs_difference"] <= MAX_TOLERANCE and result["mean_abs_difference"] <= MEAN_TOLERANCE
     if not result["ok"]:
         message = (f"emo_hf: WARNING: the saved model in {model_dir} does not reproduce the trained model: its "

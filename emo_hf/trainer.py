@@ -520,6 +520,8 @@ def _record_reload_check(model, model_dir: Path, validation, encoded_validation,
         return
     rows = range(min(settings.reload_check_rows, len(validation)))
     texts = list(validation.select(rows)["text"])
+    # The training loop's path, run here rather than through predict_split_probs: Trainer's prediction loop may
+    # reorder the rows (length-grouped evaluation), and these probabilities must line up with `texts`.
     device = next(model.parameters()).device
     logits = []
     was_training = model.training

@@ -2,9 +2,11 @@
 """The table of a `scripts/gpu_decoders.sh` run: one row per job (quality, speed, memory), then the profiles.
 
     python scripts/decoder_table.py RES          # RES: $HOME/decoders on the GPU machine, or the unpacked decoders.tgz
+    python scripts/decoder_table.py RUN [RUN ...]   # job folders themselves (scripts/gpu_llm_quality.sh does this)
 
-Reads each job folder as the GPU machine leaves it (run/model/training_info.json, test/report.json, ...) or as
-`gpu_decoders.sh collect` packs it (training_info.json, test_report.json, ...).
+Reads each job folder as gpu_decoders.sh leaves it on the GPU machine (run/model/training_info.json,
+test/report.json, ...), as `gpu_decoders.sh collect` packs it (training_info.json, test_report.json, ...) or as
+gpu_llm_quality.sh leaves it (model/training_info.json, eval/report.json).
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ def _read(folder: Path, *names: str) -> dict | None:
 
 
 def job_row(folder: Path) -> str | None:
-    info = _read(folder, "run/model/training_info.json", "training_info.json")
+    info = _read(folder, "run/model/training_info.json", "training_info.json", "model/training_info.json")
     status = (folder / "status").read_text().strip() if (folder / "status").is_file() else "?"
     if info is None:
         return f"| {folder.name} | {status} |" + " |" * 10 if (folder / "train.log").is_file() else None
-    test = _read(folder, "test/report.json", "test_report.json") or {}
+    test = _read(folder, "test/report.json", "test_report.json", "eval/report.json") or {}
     log = (folder / "train.log").read_text(errors="replace") if (folder / "train.log").is_file() else ""
     via = re.search(r"^emo_hf: .* via (.+?): trainable", log, re.M)
     plan = info.get("memory_plan") or {}
@@ -65,8 +67,10 @@ def profile_rows(folder: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    res = Path(argv[1] if len(argv) > 1 else ".")
-    folders = sorted(p for p in res.iterdir() if p.is_dir())
+    given = [Path(a) for a in argv[1:]] or [Path(".")]
+    # One argument that is not itself a job folder: the folder holding the jobs.
+    is_job = (given[0] / "status").is_file() or (given[0] / "train.log").is_file()
+    folders = given if len(given) > 1 or is_job else sorted(p for p in given[0].iterdir() if p.is_dir())
     print("| job | status | loaded via | weights | lr | rows/step | val F1 tuned | test F1 tuned | test F1 @0.5 "
           "| train s | samples/s | peak GiB |")
     print("|" + "---|" * 12)

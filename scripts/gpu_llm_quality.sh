@@ -2,8 +2,8 @@
 # Decoder quality on the GPU (issue 11): for each PRESET=BACKBONE pair, `emo-hf train --preset PRESET --backbone
 # BACKBONE` then `emo-hf evaluate` on the official test split, once through Unsloth (4-bit) and once through
 # transformers + bitsandbytes + peft (`--no-unsloth`), each in its own process (importing unsloth patches
-# transformers). Prints one table: validation and test macro-F1 (thresholds tuned on validation, and at 0.5),
-# training seconds and samples/s. BACKBONE is usually a joined GGUF file (converted once to a bf16 folder in the
+# transformers). Prints one table (scripts/decoder_table.py): validation macro-F1 (tuned) and test macro-F1
+# (thresholds tuned on validation, and at 0.5), training seconds, samples/s and peak GPU memory. BACKBONE is usually a joined GGUF file (converted once to a bf16 folder in the
 # emo_hf cache, $EMO_HF_CACHE, by the first run that loads it).
 #
 #   bash scripts/gpu_llm_quality.sh DATA_DIR PRESET=BACKBONE [PRESET=BACKBONE ...] [-- TRAIN FLAGS]
@@ -40,12 +40,13 @@ for pair in "${PAIRS[@]}"; do
          "${flags[@]}" "${EXTRA[@]}" > "$run/train.log" 2>&1 \
        && python -m emo_hf evaluate "$run/model" --data "$DATA" --no-baselines --out "$run/eval" \
          > "$run/eval.log" 2>&1; then
-      RUNS+=("$preset|$stack|$run")
+      echo ok > "$run/status"
     else
       echo "   FAILED: last lines of the log:"; tr '\r' '\n' < "$run/train.log" | tail -25
       [[ -f $run/eval.log ]] && tail -25 "$run/eval.log"
-      RUNS+=("$preset|$stack|FAILED")
+      echo failed > "$run/status"
     fi
+    RUNS+=("$run")
     if [[ -n ${OUT:-} ]]; then
       mkdir -p "$OUT/$preset-$stack"
       tr '\r' '\n' < "$run/train.log" | grep -v -E "^\s*[0-9]+%\|" | tail -200 > "$OUT/$preset-$stack/train.log" || true
@@ -54,27 +55,5 @@ for pair in "${PAIRS[@]}"; do
     fi
   done
 done
-python - "${RUNS[@]}" <<'EOF'
-import json, re, sys
-from pathlib import Path
-print()
-header = ("preset", "stack", "loaded via", "val F1 tuned", "val F1 @0.5", "test F1 tuned", "test F1 @0.5", "train s", "samples/s")
-print("| " + " | ".join(header) + " |")
-print("|" + "|".join("---" for _ in header) + "|")
-for entry in sys.argv[1:]:
-    preset, stack, run = entry.split("|")
-    if run == "FAILED":
-        print(f"| {preset} | {stack} | failed | | | | | | |")
-        continue
-    info = json.loads((Path(run) / "model" / "training_info.json").read_text())
-    report = json.loads((Path(run) / "eval" / "report.json").read_text())
-    speed = [h["train_samples_per_second"] for h in info.get("log_history", []) if "train_samples_per_second" in h]
-    cells = (info["validation_metrics_tuned"]["macro_f1"], info["validation_metrics_at_0.5"]["macro_f1"],
-             report["metrics_tuned"]["macro_f1"], report["metrics_at_0.5"]["macro_f1"])
-    log = (Path(run) / "train.log").read_text(errors="replace")
-    via = re.search(r"^emo_hf: .* via (.+?): trainable", log, re.M)
-    print(f"| {preset} | {stack} | {via.group(1) if via else '?'} | " + " | ".join(f"{c:.3f}" for c in cells)
-          + f" | {info['train_seconds']:.0f} | {speed[-1] if speed else float('nan'):.1f} |")
-    device = info.get("device")
-print(f"\ndevice: {device if 'device' in dir() else '?'}; test = the data's test split, thresholds tuned on validation")
-EOF
+echo
+python "$(dirname "$0")/decoder_table.py" "${RUNS[@]}"   # one row per run: quality, speed, memory
