@@ -52,7 +52,15 @@ class TrainSettings:
                                                  "decided by the memory plan."})
     offload_checkpointing: bool | None = field(default=None, metadata={"help": "Unsloth's checkpointing with the saved "
                                                 "activations offloaded to host memory; unset = decided by the memory plan."})
-    unsloth: bool = field(default=True, metadata={"help": "Train through Unsloth when it is installed (GPU, 4-bit, LoRA); --no-unsloth: transformers + bitsandbytes + peft."})
+    unsloth: bool | None = field(default=None, metadata={"help": "Unset: train through Unsloth when it is installed "
+                                  "and the backbone is 4-bit (GPU, LoRA); --unsloth: through Unsloth in 16-bit too "
+                                  "(needs a GPU and the gpu extra); --no-unsloth: transformers (+ bitsandbytes) + peft."})
+    compile: bool = field(default=False, metadata={"help": "torch.compile each backbone layer (regional, dynamic "
+                          "shapes; emo_hf.backbones.compilation): fewer kernel launches per step, a one-off compile "
+                          "of tens of seconds; not with gradient checkpointing or Unsloth."})
+    compile_mode: str | None = field(default=None, metadata={"help": "--compile: torch.compile mode, e.g. "
+                                     "'reduce-overhead' (CUDA graphs, one per batch shape) or "
+                                     "'max-autotune-no-cudagraphs'; unset = torch's default."})
     prompt: str = field(default="plain", metadata={"help": "Decoder input: 'plain' (the text) or 'instruction' (chat template + 'Which emotions does this text express?'); recorded in the model's config, so predict applies it too."})
     seed: int = field(default=42, metadata={"help": "Seed for sampling, initialisation and shuffling."})
     reload_check_rows: int = field(default=256, metadata={"help": "After saving, reload the model folder and compare "
@@ -69,6 +77,12 @@ class TrainSettings:
             )
         if self.prompt not in ("plain", "instruction"):
             raise ValueError(f"prompt={self.prompt!r} is not valid: use prompt='plain' or 'instruction'.")
+        if self.compile_mode not in (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
+            raise ValueError(f"compile_mode={self.compile_mode!r} is not a torch.compile mode: use 'default', "
+                             "'reduce-overhead', 'max-autotune' or 'max-autotune-no-cudagraphs'.")
+        if self.compile and self.unsloth:
+            raise ValueError("compile=True with unsloth=True: Unsloth compiles its own kernels; drop one, e.g. "
+                             "--compile --no-unsloth.")
         if not 0.0 < self.keep_no_emotion <= 1.0:
             raise ValueError(f"keep_no_emotion={self.keep_no_emotion!r} must be in (0, 1], e.g. keep_no_emotion=0.5.")
         if self.max_tokens_per_batch is not None and self.max_tokens_per_batch < 1:

@@ -59,9 +59,14 @@ def reload_check(model, model_dir: str | os.PathLike, texts: Sequence[str],
     if trainer_probabilities is not None:
         references["training_loop"] = np.asarray(trainer_probabilities)[keep]
     reloaded = None
+    differing = None
     try:
         reloaded = load_trained_model(model_dir)
         from_disk = reloaded.predict_proba(texts)
+        gaps = {name: np.abs(reference - from_disk) for name, reference in references.items()}
+        if max(float(gap.max()) for gap in gaps.values()) > MAX_TOLERANCE or \
+                max(float(gap.mean()) for gap in gaps.values()) > MEAN_TOLERANCE:
+            differing = differing_tensors(model, reloaded)
     except torch.cuda.OutOfMemoryError:
         return {"ok": None, "skipped": "out of GPU memory for a second copy; check with `emo-hf evaluate`"}
     finally:
@@ -69,13 +74,14 @@ def reload_check(model, model_dir: str | os.PathLike, texts: Sequence[str],
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    gaps = {name: np.abs(reference - from_disk) for name, reference in references.items()}
     result: dict[str, Any] = {"rows": len(texts), "max_tolerance": MAX_TOLERANCE, "mean_tolerance": MEAN_TOLERANCE}
     result.update({name: {"max_abs_difference": round(float(gap.max()), 5),
                           "mean_abs_difference": round(float(gap.mean()), 6)} for name, gap in gaps.items()})
     result["max_abs_difference"] = max(result[name]["max_abs_difference"] for name in gaps)
     result["mean_abs_difference"] = max(result[name]["mean_abs_difference"] for name in gaps)
     result["ok"] = result["max_abs_difference"] <= MAX_TOLERANCE and result["mean_abs_difference"] <= MEAN_TOLERANCE
+    if differing is not None:
+        result["differing_tensors"] = differing
     if not result["ok"]:
         message = (f"emo_hf: WARNING: the saved model in {model_dir} does not reproduce the trained model: its "
                    f"probabilities on {len(texts)} validation texts differ by up to {result['max_abs_difference']:.3f} "
@@ -85,3 +91,40 @@ def reload_check(model, model_dir: str | os.PathLike, texts: Sequence[str],
         logger.warning(message)
         print(message, flush=True)
     return result
+
+
+def differing_tensors(model, reloaded, limit: int = 10) -> dict[str, Any]:
+    """Where two models differ, for a failed check: parameters and buffers (compared in float32 on the CPU) whose
+    largest |difference| exceeds 1% of the tensor's largest |value|, the names only one side has, and the attention
+    implementation and dtype of each; at most `limit` names per list, largest gap first."""
+    import torch
+
+    def tensors(m) -> dict[str, torch.Tensor]:
+        found = dict(m.named_parameters())
+        found.update(dict(m.named_buffers()))
+        return found
+
+    mine, theirs = tensors(model), tensors(reloaded)
+    gaps = []
+    for name in sorted(set(mine) & set(theirs)):
+        a, b = mine[name], theirs[name]
+        if a.shape != b.shape:
+            gaps.append((float("inf"), name, f"shape {tuple(a.shape)} vs {tuple(b.shape)}"))
+            continue
+        if not (a.is_floating_point() and b.is_floating_point()):
+            continue
+        a32, b32 = a.detach().float().cpu(), b.detach().float().cpu()
+        gap = float((a32 - b32).abs().max()) if a32.numel() else 0.0
+        if gap > 0.01 * max(float(a32.abs().max()) if a32.numel() else 0.0, 1e-6):
+            gaps.append((gap, name, f"max |diff| {gap:.4g}"))
+    gaps.sort(key=lambda item: -item[0])
+
+    def backbone_facts(m) -> dict[str, Any]:
+        config = m.backbone.config
+        return {"attention": getattr(config, "_attn_implementation", None),
+                "dtype": str(next(m.backbone.parameters()).dtype)}
+
+    return {"tensors": [f"{name}: {what}" for _, name, what in gaps[:limit]], "tensors_differing": len(gaps),
+            "only_in_trained": sorted(set(mine) - set(theirs))[:limit],
+            "only_in_reloaded": sorted(set(theirs) - set(mine))[:limit],
+            "trained": backbone_facts(model), "reloaded": backbone_facts(reloaded)}

@@ -284,7 +284,8 @@ def _last_checkpoint(output_dir: str) -> str | None:
 
 def build_model(settings: TrainSettings, label_names: list[str], encoder: dict | None = None, plan=None):
     """The model for training from a preset's settings (LoRA/4-bit/Unsloth chosen by emo_hf.backbones; 4-bit and
-    checkpointing left None are decided by `plan`, an emo_hf.memory_plan.MemoryPlan, made here when not given)."""
+    checkpointing left None are decided by `plan`, an emo_hf.memory_plan.MemoryPlan, made here when not given;
+    `settings.compile` compiles its layers, emo_hf.backbones.compilation)."""
     from .backbones import load_for_training
     from .memory_plan import plan_for_settings
     from .tiny import resolve_backbone
@@ -300,7 +301,7 @@ def build_model(settings: TrainSettings, label_names: list[str], encoder: dict |
     )
     if settings.input_mode == "embedding":
         kwargs.update(num_soft_tokens=settings.num_soft_tokens, **(encoder or {}))
-    return load_for_training(
+    model = load_for_training(
         resolve_backbone(settings.backbone),
         labels=label_names,
         input_mode=settings.input_mode,
@@ -309,9 +310,28 @@ def build_model(settings: TrainSettings, label_names: list[str], encoder: dict |
         load_in_4bit=plan.load_in_4bit,  # True on a CPU raises a clear error (4-bit needs bitsandbytes on a GPU)
         gradient_checkpointing=plan.gradient_checkpointing,
         offload_checkpointing=plan.offload_checkpointing,
-        use_unsloth=None if settings.unsloth else False,  # None: Unsloth when installed (GPU, 4-bit, LoRA)
+        use_unsloth=_use_unsloth(settings),
         **kwargs,
     )
+    if settings.compile:
+        from .backbones.compilation import compile_layers
+
+        compile_layers(model.backbone, mode=settings.compile_mode)
+    return model
+
+
+def _use_unsloth(settings: TrainSettings) -> bool | None:
+    """load_for_training's `use_unsloth`: None = Unsloth when installed and the backbone is 4-bit (GPU, LoRA)."""
+    if settings.unsloth is not True:
+        return None if settings.unsloth is None and not settings.compile else False
+    import torch
+
+    from .backbones.training import unsloth_available
+
+    if not (torch.cuda.is_available() and unsloth_available()) or not settings.lora_r:
+        raise ValueError("unsloth=True needs a CUDA GPU, LoRA (lora_r set) and Unsloth installed "
+                         "(pip install 'emo-hf[gpu]'); leave it unset to use Unsloth only where it is available.")
+    return True
 
 
 def train(

@@ -28,6 +28,11 @@ def test_a_faithful_folder_passes_and_a_changed_head_is_reported(tiny_emo_model_
     save_file(head, str(changed / HEAD_FILE), metadata=metadata)
     different = reload_check(model, changed, texts)
     assert different["ok"] is False and different["max_abs_difference"] > MAX_TOLERANCE
+    # It says where: the head's bias is the one tensor that differs, by the 3.0 added.
+    where = different["differing_tensors"]
+    assert where["tensors_differing"] == 1 and where["tensors"][0].startswith("score.bias: max |diff| 3")
+    assert where["only_in_trained"] == where["only_in_reloaded"] == []
+    assert "differing_tensors" not in same
     assert f"the saved model in {changed} does not reproduce the trained model" in capsys.readouterr().out
     assert model.training is False  # left as it was (load_trained_model returns it in eval mode)
 

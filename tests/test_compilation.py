@@ -1,0 +1,111 @@
+"""`--compile`: each backbone layer compiled in place gives the same logits and LoRA gradients as eager, over batch
+shapes that differ (dynamic shapes), keeps parameter names and saving unchanged, and refuses what it does not support.
+
+The tests compile with backend="aot_eager": Dynamo's capture and AOTAutograd's forward/backward split (where
+compiling a peft model breaks, if it does) without generating code, which takes ~1 min per graph on the 2-core
+machine; the GPU runs use inductor (docs/benchmarks.md).
+"""
+
+import pytest
+import torch
+
+LABELS = ["joy", "anger", "fear"]
+TEXTS = ["i love this", "so sad that day was awful", "what a great day !", "why would you do that ?"]
+
+
+def _pair(folder):
+    from emo_hf.backbones import load_for_training
+
+    eager = load_for_training(folder, labels=LABELS, lora={"r": 2}, max_length=32)
+    compiled = load_for_training(folder, labels=LABELS, lora={"r": 2}, max_length=32)
+    compiled.load_state_dict(eager.state_dict())
+    for model in (eager, compiled):
+        model.dropout.p = 0.0
+    return eager, compiled
+
+
+def _logits_and_grads(model, batch, labels):
+    model.zero_grad()
+    out = model(**batch, labels=labels)
+    out.loss.backward()
+    return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("family", ["qwen2", "gemma3"])  # gemma3: sliding and full attention layers alternate
+def test_compiled_layers_match_eager_across_batch_shapes(tiny_family_dirs, family, tmp_path):
+    from emo_hf.backbones.compilation import compile_layers
+    from emo_hf.modeling import EmoModelForMultiLabel
+
+    eager, compiled = _pair(tiny_family_dirs[family])
+    names = list(compiled.state_dict())
+    assert compile_layers(compiled.backbone, backend="aot_eager") == 2
+    assert all(layer._compiled_call_impl is not None for layer in compiled.backbone.layers)
+    assert list(compiled.state_dict()) == names  # compiled in place: no _orig_mod. prefixes
+    for rows, pad_to in [(4, 8), (3, 16), (2, 24)]:  # different rows and lengths: one dynamic graph, not three
+        batch = eager.tokenizer(TEXTS[:rows], padding="max_length", max_length=pad_to, return_tensors="pt")
+        labels = torch.tensor([[1.0, 0.0, 1.0]] * rows)
+        want_logits, want_grads = _logits_and_grads(eager, batch, labels)
+        got_logits, got_grads = _logits_and_grads(compiled, batch, labels)
+        torch.testing.assert_close(got_logits, want_logits, rtol=1e-5, atol=1e-6)
+        assert set(got_grads) == set(want_grads) and any("lora_B" in n for n in got_grads)
+        for name, grad in want_grads.items():
+            torch.testing.assert_close(got_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    compiled.save_pretrained(tmp_path / "saved")
+    reloaded = EmoModelForMultiLabel.from_pretrained(tmp_path / "saved").eval()
+    compiled.eval()
+    with torch.no_grad():
+        batch = compiled.tokenize(TEXTS)
+        torch.testing.assert_close(reloaded(**batch).logits, compiled(**batch).logits, rtol=1e-5, atol=1e-6)
+
+
+def test_compile_refuses_gradient_checkpointing_and_unsloth(tiny_family_dirs):
+    from emo_hf.backbones import load_for_training
+    from emo_hf.backbones.compilation import compile_layers
+    from emo_hf.presets import TrainSettings
+
+    model = load_for_training(tiny_family_dirs["qwen2"], labels=LABELS, lora={"r": 2}, max_length=32)
+    model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    with pytest.raises(ValueError, match="compile=True with gradient checkpointing is not supported"):
+        compile_layers(model.backbone, backend="aot_eager")
+    with pytest.raises(ValueError, match=r"compile=True with unsloth=True.*--compile --no-unsloth"):
+        TrainSettings(compile=True, unsloth=True)
+    with pytest.raises(ValueError, match="compile_mode='fast' is not a torch.compile mode"):
+        TrainSettings(compile=True, compile_mode="fast")
+
+
+def test_unsloth_on_request_needs_a_gpu():
+    from emo_hf.presets import get_preset
+    from emo_hf.trainer import _use_unsloth
+
+    settings = get_preset("tiny-random")
+    assert _use_unsloth(settings) is None  # unset: Unsloth only where installed and 4-bit
+    assert _use_unsloth(settings.replace(unsloth=False)) is False
+    assert _use_unsloth(settings.replace(compile=True)) is False  # compiled layers: the transformers path
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="unsloth=True needs a CUDA GPU"):
+            _use_unsloth(settings.replace(unsloth=True))
+
+
+def test_train_with_compile_records_it_and_the_saved_model_reloads(goemotions_slice_data, tmp_path, monkeypatch):
+    """The trainer's wiring: `compile=True` compiles the backbone's layers before training (here with aot_eager, see
+    the module docstring), training and the reload check run through them."""
+    import json
+
+    from emo_hf.backbones import compilation
+    from emo_hf.presets import get_preset
+    from emo_hf.trainer import train
+
+    calls = []
+    real = compilation.compile_layers
+
+    def compile_for_test(backbone, **kwargs):
+        calls.append(kwargs)
+        return real(backbone, **{**kwargs, "backend": "aot_eager"})
+
+    monkeypatch.setattr(compilation, "compile_layers", compile_for_test)
+    settings = get_preset("tiny-random").replace(epochs=1, compile=True, max_tokens_per_batch=256)
+    result = train(goemotions_slice_data, tmp_path / "run", settings, show_progress=False)
+    assert calls == [{"mode": None}]
+    info = json.loads((result.model_dir / "training_info.json").read_text())
+    assert info["settings"]["compile"] is True
+    assert info["reload_check"]["ok"] is True
