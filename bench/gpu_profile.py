@@ -7,6 +7,9 @@ Variants (--variants, comma list):
            length-grouped (the mistral-small-24b preset before the memory plan and token budgets)
   after    the library's defaults now: 4-bit / checkpointing / offloading decided by emo_hf.memory_plan, batches of
            --max-tokens-per-batch padded tokens (emo_hf.batching)
+  +MOD     added to a variant, e.g. after+compile: 'compile' = --compile (regional torch.compile, inductor),
+           'compile-ro' = --compile --compile-mode reduce-overhead (CUDA graphs), 'unsloth' = --unsloth (Unsloth in
+           16-bit when the plan picks bf16), 'plain' = --prompt plain
 Per variant it reports: wall ms per optimiser step (mean over the profiled steps, no extra syncs), GPU kernel ms per
 step (sum of CUDA kernel time: the GPU is idle for the rest), host-side op time, kernel launches and host<->device
 syncs per step (cudaStreamSynchronize / cudaDeviceSynchronize / aten::item / _local_scalar_dense / Memcpy DtoH),
@@ -75,9 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # Child: one variant
 # ======================================================================================================================
 def child_main(args: argparse.Namespace) -> int:
-    variant = args.child
+    variant, *modifiers = args.child.split("+")
     on_gpu = not args.cpu
-    if on_gpu and variant == "before":
+    if on_gpu and (variant == "before" or "unsloth" in modifiers):
         import unsloth  # noqa: F401  (the 'before' settings ran through Unsloth; import it first)
     import torch
     from transformers import TrainerCallback
@@ -98,14 +101,19 @@ def child_main(args: argparse.Namespace) -> int:
     else:
         settings = settings.replace(max_tokens_per_batch=args.max_tokens_per_batch or settings.max_tokens_per_batch
                                     or 16384)
-    record: dict[str, Any] = {"variant": variant, "settings": settings.to_dict()}
+    settings = apply_modifiers(settings, modifiers)
+    record: dict[str, Any] = {"variant": args.child, "settings": settings.to_dict()}
 
     class Profile(TrainerCallback):
         def __init__(self):
             self.prof, self.times, self.done = None, [], False
 
+        def on_train_begin(self, a, state, control, **kw):
+            self.began = time.perf_counter()
+
         def on_step_begin(self, a, state, control, **kw):
             if state.global_step == args.warmup and self.prof is None:
+                record["warmup_s"] = round(time.perf_counter() - self.began, 1)  # compilation shows here
                 if on_gpu:
                     torch.cuda.synchronize()
                 activities = [torch.profiler.ProfilerActivity.CPU] + (
@@ -185,6 +193,19 @@ def child_main(args: argparse.Namespace) -> int:
     })
     print("@RESULT " + json.dumps(record), flush=True)
     return 0
+
+
+MODIFIERS = {"compile": dict(compile=True), "compile-ro": dict(compile=True, compile_mode="reduce-overhead"),
+             "unsloth": dict(unsloth=True), "plain": dict(prompt="plain")}
+
+
+def apply_modifiers(settings, modifiers: list[str]):
+    """The settings with each '+MOD' of the variant applied (MODIFIERS); an unknown one is refused."""
+    for modifier in modifiers:
+        if modifier not in MODIFIERS:
+            raise SystemExit(f"gpu_profile: unknown variant modifier +{modifier}; use one of {sorted(MODIFIERS)}")
+        settings = settings.replace(**MODIFIERS[modifier])
+    return settings
 
 
 def inference_main(args: argparse.Namespace, settings, on_gpu: bool) -> int:
@@ -295,7 +316,8 @@ def build_qwen_shape(folder: Path, tokenizer, tiny: bool = False) -> None:
 def table(results: list[dict], backbone: str | None) -> str:
     out = [f"backbone {backbone}; per optimiser step, mean over the profiled steps", "",
            "| variant | plan (4bit/ckpt/offload) | rows/step | wall ms | kernel ms | GPU busy | host-op ms | launches "
-           "| launches/layer | syncs | dequant ms | memcpy ms | peak GiB |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| launches/layer | syncs | dequant ms | memcpy ms | peak GiB | warm-up s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if r.get("status") != "ok":
             out.append(f"| {r['variant']} | {str(r.get('status'))[:150]} |")
@@ -319,7 +341,7 @@ def table(results: list[dict], backbone: str | None) -> str:
                    f"{r['kernel_ms_per_step']} | {r['gpu_busy_fraction']} | {r['host_op_ms_per_step']} | "
                    f"{r['launches_per_step']} | {r['launches_per_layer_step']} | "
                    f"{round(sum(r['syncs_per_step'].values()), 1)} | {r['dequant_kernel_ms_per_step']} | "
-                   f"{r['memcpy_ms_per_step']} | {r['peak_gib']} |")
+                   f"{r['memcpy_ms_per_step']} | {r['peak_gib']} | {r.get('warmup_s')} |")
     for r in results:
         if r.get("status") == "ok" and not r.get("full_run") and not r.get("inference"):
             out += ["", f"{r['variant']}: top host ops (self CPU ms/step): " + "; ".join(

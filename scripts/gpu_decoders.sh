@@ -1,27 +1,39 @@
 #!/usr/bin/env bash
-# The real-decoder measurements of issues 11 and 12 in one lease of one GPU, run in the background (setsid) so the
-# GPU trains while the next model's weights are still arriving in parts (../shared/gpu/README.md, "Carrying more
-# than 64 MiB": a call carries at most 64 MiB, so Qwen2.5-Coder-1.5B's 1.1 GB GGUF takes 18 calls).
+# Real-decoder measurements of issues 11 and 12 in one lease of one GPU, run in the background (setsid) so the GPU
+# works while the next model's weights are still arriving in parts (../shared/gpu/README.md, "Carrying more than
+# 64 MiB": a call carries at most 64 MiB, so Qwen2.5-Coder-1.5B's 1.1 GB GGUF takes 18 calls).
 #
-#   bash scripts/gpu_decoders.sh start STAGE DATA DATA28   # returns at once; the schedule below runs on
+#   bash scripts/gpu_decoders.sh start STAGE DATA DATA28   # returns at once; SCHEDULE (below) runs on
 #   bash scripts/gpu_decoders.sh status                    # one line per job
 #   bash scripts/gpu_decoders.sh wait SECONDS [FILE]       # until $RES/FILE (default ALL_DONE) exists or SECONDS pass
 #   bash scripts/gpu_decoders.sh collect                   # $OUT/decoders.tgz (logs, training_info, reports,
 #                                                          # probabilities, profiles) and the table
-# STAGE holds q05.gguf, q15.gguf, gemma.gguf (each appears only once joined and its sha256 checked; the schedule
-# waits for it). Run it from a copy of the whole checkout outside the device's repository folder (files there that a
-# call did not carry are removed between calls), model_card_template.md included: `emo-hf evaluate` regenerates
-# the card (on 2026-12-01 a copy without it failed the first job's evaluation). DATA / DATA28: `emo-hf data build` folders (raw config is enough) with the 15 default labels and
-# with all 28 (`--labels goemotions`), absolute paths. RES (default $HOME/decoders) holds one folder per job.
+# STAGE holds q05.gguf, q15.gguf, gemma.gguf (each appears only once joined and its sha256 checked; a schedule
+# waits for what it needs). Run it from a copy of the whole checkout outside the device's repository folder (files
+# there that a call did not carry are removed between calls), model_card_template.md included: `emo-hf evaluate`
+# regenerates the card (on 2026-12-01 a copy without it failed the first job's evaluation). DATA / DATA28:
+# `emo-hf data build` folders (raw config is enough) with the 15 default labels and with all 28 (`--labels
+# goemotions`), absolute paths. RES (default $HOME/decoders) holds one folder per job.
 #
-# Schedule (a job = `emo-hf train`, then `emo-hf evaluate` on test and on validation, probabilities kept):
+# SCHEDULE=decoders (default; 2026-12-01) — a job = `emo-hf train`, then `emo-hf evaluate` on test and on
+# validation, probabilities kept:
 #   1. alone, so its seconds are timings: q05-preset (`--preset qwen2.5-0.5b`, nothing else), then
 #      bench/gpu_profile.py before/after on the real 0.5B and its inference texts/s;
 #   2. side by side on the one GPU (their seconds are NOT timings: up to 10 processes share it): both stacks in
 #      4-bit, the instruction prompt, 28-label training, two batch/lr variants, the 1.5B (when it has arrived),
 #      Gemma 3 270M (when it has arrived);
 #   3. alone: bench/gpu_profile.py on the 24B shape (2 layers, random weights).
-# SMOKE=1 runs the same schedule on a CPU in minutes (tiny slices, 1 epoch, no 4-bit): the check of this script.
+# SCHEDULE=speed (issue 12, 2026-12-02; DATA28 unused), every job alone:
+#   1. bench/gpu_train.py at 40 layers (24B shape, random 4-bit weights: needs no staged file, so it runs while the
+#      Qwen parts arrive): both stacks, original / embedding at batch 4096 / text at 4,096 and 8,192 tokens and
+#      64 grouped rows;
+#   2. bench/gpu_profile.py on the real 0.5B, preset as it is: after, after+compile (the GGUF is converted to its
+#      bf16 folder during 1.);
+#   3. the preset trained for 2 epochs with --compile when the profile found it >10% faster per step, else as it is;
+#   4. Gemma 3 270M (1 epoch of 8,000 rows): does the reload check report the GPU reload gap;
+#   5. bench/gpu_profile.py after+unsloth (Unsloth's LoRA kernels in 16-bit);
+#   6. the preset as it is (if 3. used --compile): its 2-epoch time alone, never measured so far.
+# SMOKE=1 runs a schedule on a CPU in minutes (tiny slices, 1 epoch, no 4-bit): the check of this script.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 RES=${RES:-$HOME/decoders}
@@ -104,6 +116,57 @@ schedule() {  # STAGE DATA DATA28
   echo done > "$RES/ALL_DONE"
 }
 
+bench24() {  # NAME: bench/gpu_train.py at 40 layers (SMOKE: the CPU logic check at 1 tiny layer)
+  local dir=$RES/$1 args
+  rm -rf "$dir"; mkdir -p "$dir"; echo running > "$dir/status"
+  if [[ -n ${SMOKE:-} ]]; then
+    args=(--cpu --hidden 64 --intermediate 128 --heads 4 --kv-heads 2 --vocab 1000 --layers 1 --big-batches 64
+          --text-budgets 512 --text-batches 16 --text-variants grouped)
+  else
+    args=(--prequantized --layers 40 --engines unsloth,bnb --configs original,embedding-big,text --big-batches 4096
+          --text-batches 64 --text-variants grouped --text-budgets 4096,8192 --steps 4 --repeats 2 --parallel 6
+          --budget 420)
+  fi
+  if python "$REPO/bench/gpu_train.py" "${args[@]}" --scratch "$dir/scratch" --json "$dir/gpu_train.json" \
+       > "$dir/gpu_train.md" 2> "$dir/gpu_train.progress.txt"; then echo ok > "$dir/status"; else echo failed > "$dir/status"; fi
+  rm -rf "$dir/scratch"
+  echo "$(date -u +%T) $1: $(cat "$dir/status")"
+}
+
+faster_with_compile() {  # PROFILE_JSON: true when after+compile's step is >10% faster than after's
+  python - "$1" <<'PY'
+import json, sys
+rows = {r["variant"]: r for r in json.load(open(sys.argv[1]))["results"] if r.get("status") == "ok"}
+a, c = rows.get("after"), rows.get("after+compile")
+sys.exit(0 if a and c and c["wall_ms_per_step"] < 0.9 * a["wall_ms_per_step"] else 1)
+PY
+}
+
+speed_schedule() {  # STAGE DATA
+  local stage=$1 data=$2
+  local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+  echo "$(date -u +%T) speed schedule started; git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
+  # Convert the 0.5B's GGUF to its bf16 folder (~73 s of one CPU core, cached) while the 24B bench runs.
+  (wait_for_file "$q05" 1800 && python -c "import sys; from emo_hf.backbones.loading import backbone_source; \
+    print(backbone_source(sys.argv[1]))" "$q05" > "$RES/convert-q05.log" 2>&1) &
+  bench24 train-24b-40
+  wait
+  [[ -e $q05 ]] || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
+  profile profile-q05 --data "$data" --preset qwen2.5-0.5b --backbone "$q05" --warmup 8 --variants after,after+compile
+  if faster_with_compile "$RES/profile-q05/profile.json"; then
+    job q05-compile "$data" qwen2.5-0.5b "$q05" --compile
+  else
+    job q05-preset "$data" qwen2.5-0.5b "$q05"
+  fi
+  if wait_for_file "$gemma" 300; then job gemma-check "$data" gemma3-270m "$gemma" --train-subset 8000 --epochs 1; fi
+  profile profile-q05-unsloth --data "$data" --preset qwen2.5-0.5b --backbone "$q05" --warmup 8 \
+    --variants after+unsloth
+  [[ -d $RES/q05-preset ]] || job q05-preset "$data" qwen2.5-0.5b "$q05"
+  echo "$(date -u +%T) schedule done"
+  echo done > "$RES/ALL_DONE"
+}
+
 status() {
   for d in "$RES"/*/; do
     [[ -f $d/status ]] || continue
@@ -134,9 +197,9 @@ collect() {
 case ${1:-} in
   start) shift; mkdir -p "$RES"; setsid nohup bash "$0" schedule "$@" > "$RES/master.log" 2>&1 < /dev/null &
          echo "started: log $RES/master.log" ;;
-  schedule) shift; schedule "$@" ;;
+  schedule) shift; if [[ ${SCHEDULE:-decoders} == speed ]]; then speed_schedule "$@"; else schedule "$@"; fi ;;
   status) status ;;
   wait) wait_for_file "$RES/${3:-ALL_DONE}" "${2:?seconds}"; status; tail -5 "$RES/master.log" ;;
   collect) collect ;;
-  *) sed -n '2,25p' "$0"; exit 2 ;;
+  *) sed -n '2,36p' "$0"; exit 2 ;;
 esac
