@@ -28,7 +28,7 @@ def job_row(folder: Path) -> str | None:
     info = _read(folder, "run/model/training_info.json", "training_info.json", "model/training_info.json")
     status = (folder / "status").read_text().strip() if (folder / "status").is_file() else "?"
     if info is None:
-        return f"| {folder.name} | {status} |" + " |" * 10 if (folder / "train.log").is_file() else None
+        return f"| {folder.name} | {status} |" + " |" * 11 if (folder / "train.log").is_file() else None
     test = _read(folder, "test/report.json", "test_report.json", "eval/report.json") or {}
     log = (folder / "train.log").read_text(errors="replace") if (folder / "train.log").is_file() else ""
     via = re.search(r"^emo_hf: .* via (.+?): trainable", log, re.M)
@@ -46,7 +46,17 @@ def job_row(folder: Path) -> str | None:
             f"{hp.get('learning_rate', '')} | {rows if rows == '' else round(float(rows))} | "
             f"{f1(info.get('validation_metrics_tuned'))} | {f1(test.get('metrics_tuned'))} | "
             f"{f1(test.get('metrics_at_0.5'))} | {info.get('train_seconds', '')} | "
-            f"{speed[-1] if speed else ''} | {info.get('peak_gpu_memory_gib', '')} |")
+            f"{speed[-1] if speed else ''} | {info.get('peak_gpu_memory_gib', '')} | {reload_cell(info)} |")
+
+
+def reload_cell(info: dict) -> str:
+    """The reload check in a few words: ok / FAILED with its largest gap, or why it was skipped."""
+    check = info.get("reload_check")
+    if not check:
+        return ""
+    if check.get("ok") is None:
+        return f"skipped: {check.get('skipped', '')}"[:60]
+    return f"{'ok' if check['ok'] else 'FAILED'} (max {check.get('max_abs_difference')})"
 
 
 def profile_rows(folder: Path) -> list[str]:
@@ -62,7 +72,7 @@ def profile_rows(folder: Path) -> list[str]:
             status = (str(r.get("status")).strip().splitlines() or ["?"])[-1][:160]
             out.append(f"| {folder.name} | {r.get('variant')} | {status} | {r.get('wall_ms_per_step', '')} | "
                        f"{r.get('gpu_busy_fraction', '')} | {r.get('launches_per_step', '')} | "
-                       f"{r.get('rows_per_step', '')} | {r.get('peak_gib', '')} |")
+                       f"{r.get('rows_per_step', '')} | {r.get('peak_gib', '')} | {r.get('warmup_s', '')} |")
     return out
 
 
@@ -72,16 +82,17 @@ def main(argv: list[str]) -> int:
     is_job = (given[0] / "status").is_file() or (given[0] / "train.log").is_file()
     folders = given if len(given) > 1 or is_job else sorted(p for p in given[0].iterdir() if p.is_dir())
     print("| job | status | loaded via | weights | lr | rows/step | val F1 tuned | test F1 tuned | test F1 @0.5 "
-          "| train s | samples/s | peak GiB |")
-    print("|" + "---|" * 12)
+          "| train s | samples/s | peak GiB | reload check |")
+    print("|" + "---|" * 13)
     for folder in folders:
         row = job_row(folder)
         if row:
             print(row)
     rows = [r for folder in folders for r in profile_rows(folder)]
     if rows:
-        print("\n| profile | variant | status | wall ms/step | GPU busy | launches/step | rows/step | peak GiB |")
-        print("|" + "---|" * 8)
+        print("\n| profile | variant | status | wall ms/step | GPU busy | launches/step | rows/step | peak GiB "
+              "| warm-up s |")
+        print("|" + "---|" * 9)
         print("\n".join(rows))
     return 0
 

@@ -145,6 +145,7 @@ PY
 speed_schedule() {  # STAGE DATA
   local stage=$1 data=$2
   local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
+  mkdir -p "$RES"
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
   echo "$(date -u +%T) speed schedule started; git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
   # Convert the 0.5B's GGUF to its bf16 folder (~73 s of one CPU core, cached) while the 24B bench runs.
@@ -182,7 +183,8 @@ collect() {
   for d in "$RES"/*/; do
     local name; name=$(basename "$d"); mkdir -p "$pack/$name"
     for f in status started ended eval.log profile.json profile.log run/model/training_info.json run/model/config.json \
-             test/test_probabilities.npy validation/validation_probabilities.npy; do
+             test/test_probabilities.npy validation/validation_probabilities.npy \
+             gpu_train.json gpu_train.md gpu_train.progress.txt gpu_train.logs.txt; do
       [[ -f $d/$f ]] && cp "$d/$f" "$pack/$name/"
     done
     for split in test validation; do [[ -f $d/$split/report.json ]] && cp "$d/$split/report.json" "$pack/$name/${split}_report.json"; done
