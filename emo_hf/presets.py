@@ -57,7 +57,8 @@ class TrainSettings:
                                   "(needs a GPU and the gpu extra); --no-unsloth: transformers (+ bitsandbytes) + peft."})
     compile: bool = field(default=False, metadata={"help": "torch.compile each backbone layer (regional, dynamic "
                           "shapes; emo_hf.backbones.compilation): fewer kernel launches per step, a one-off compile "
-                          "of tens of seconds; not with gradient checkpointing or Unsloth."})
+                          "of tens of seconds (~100 s for Qwen2.5-0.5B on an H200); not applied where the backbone "
+                          "is checkpointed or loaded through Unsloth (training_info.json says which)."})
     compile_mode: str | None = field(default=None, metadata={"help": "--compile: torch.compile mode, e.g. "
                                      "'reduce-overhead' (CUDA graphs, one per batch shape) or "
                                      "'max-autotune-no-cudagraphs'; unset = torch's default."})
@@ -131,16 +132,22 @@ PRESETS: dict[str, TrainSettings] = {
     # (validation macro-F1 0.551 for Qwen 0.5B vs 0.515 at 1e-4 and 0.466 for 16,384 tokens at 4e-4), and
     # prompt 'instruction' (validation 0.563 vs 0.551 plain; test 0.550 vs 0.520). The plain prompt trains 2 epochs
     # of the 0.5B in 95.6 s (alone on the card) against 443.7 s for the settings before (4-bit, offloaded
-    # checkpointing, 64 rows); the instruction prompt makes each row ~2.8x longer and was timed only with other runs
-    # sharing the GPU. max_length 128 leaves 92 text tokens under the instruction (Qwen2.5's template + question:
-    # 36 tokens; GoEmotions texts are < 50 tokens at the 99th percentile).
+    # checkpointing, 64 rows); the instruction prompt makes each row ~2.8x longer. max_length 128 leaves 92 text
+    # tokens under the instruction (Qwen2.5's template + question: 36 tokens; GoEmotions texts are < 50 tokens at the
+    # 99th percentile).
+    # compile=True (0.5B only, 2026-12-02, docs/benchmarks.md "--compile and Unsloth in 16-bit"): with the
+    # instruction prompt, 2 epochs alone on the H200 in 272.6 s including ~100 s of compilation, test 0.556
+    # (0.538-0.571); same-run profile 275 vs 357 ms per step eager (1.30x, half the kernel launches). The eager
+    # preset's 2 epochs were not timed alone. Where the plan picks checkpointing or Unsloth, it is not applied.
     "qwen2.5-0.5b": TrainSettings(
         preset="qwen2.5-0.5b",
         backbone="Qwen/Qwen2.5-Coder-0.5B-Instruct",
         prompt="instruction",
+        compile=True,
         **_REAL_DECODER_SETTINGS,
     ),
-    # The 1.5B was measured with the plain prompt only (test 0.553, validation 0.561); 'instruction' is carried over from the 0.5B.
+    # The 1.5B was measured with the plain prompt only (test 0.553, validation 0.561); 'instruction' is carried over
+    # from the 0.5B; --compile was not measured on it (add it: the same code path).
     "qwen2.5-1.5b": TrainSettings(
         preset="qwen2.5-1.5b",
         backbone="Qwen/Qwen2.5-Coder-1.5B-Instruct",

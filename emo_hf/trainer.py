@@ -314,16 +314,22 @@ def build_model(settings: TrainSettings, label_names: list[str], encoder: dict |
         **kwargs,
     )
     if settings.compile:
-        from .backbones.compilation import compile_layers
+        from .backbones.compilation import compile_layers, compile_skip_reason
 
-        compile_layers(model.backbone, mode=settings.compile_mode)
+        skip = compile_skip_reason(model)
+        if skip:
+            print(f"emo_hf: --compile not applied: {skip}")
+            model.compile_info = {"skipped": skip}
+        else:
+            model.compile_info = {"layers": compile_layers(model.backbone, mode=settings.compile_mode),
+                                  "mode": settings.compile_mode or "default"}
     return model
 
 
 def _use_unsloth(settings: TrainSettings) -> bool | None:
     """load_for_training's `use_unsloth`: None = Unsloth when installed and the backbone is 4-bit (GPU, LoRA)."""
     if settings.unsloth is not True:
-        return None if settings.unsloth is None and not settings.compile else False
+        return None if settings.unsloth is None else False
     import torch
 
     from .backbones.training import unsloth_available
@@ -516,6 +522,7 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
         "log_history": trainer.state.log_history,
         "device": _device_name() if distributed.world_size() == 1 else f"{distributed.world_size()} processes x {_device_name()}",
         "peak_gpu_memory_gib": _peak_gpu_gib(),
+        "compile": getattr(model, "compile_info", None),
         "date": time.strftime("%Y-%m-%d"),
     })
     info["hyperparameters"].update(load_in_4bit=plan.load_in_4bit, gradient_checkpointing=plan.gradient_checkpointing)

@@ -73,6 +73,19 @@ def test_compile_refuses_gradient_checkpointing_and_unsloth(tiny_family_dirs):
         TrainSettings(compile=True, compile_mode="fast")
 
 
+def test_compile_is_not_applied_to_a_checkpointed_or_unsloth_backbone(tiny_family_dirs):
+    from emo_hf.backbones import load_for_training
+    from emo_hf.backbones.compilation import compile_skip_reason
+
+    model = load_for_training(tiny_family_dirs["qwen2"], labels=LABELS, lora={"r": 2}, max_length=32)
+    assert compile_skip_reason(model) is None
+    model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert "gradient checkpointing is on" in compile_skip_reason(model)
+    model.backbone.gradient_checkpointing_disable()
+    model.__dict__["_unsloth_model"] = object()  # what the Unsloth loader leaves (emo_hf.backbones.training)
+    assert "loaded through Unsloth" in compile_skip_reason(model)
+
+
 def test_unsloth_on_request_needs_a_gpu():
     from emo_hf.presets import get_preset
     from emo_hf.trainer import _use_unsloth
@@ -80,7 +93,7 @@ def test_unsloth_on_request_needs_a_gpu():
     settings = get_preset("tiny-random")
     assert _use_unsloth(settings) is None  # unset: Unsloth only where installed and 4-bit
     assert _use_unsloth(settings.replace(unsloth=False)) is False
-    assert _use_unsloth(settings.replace(compile=True)) is False  # compiled layers: the transformers path
+    assert _use_unsloth(settings.replace(compile=True)) is None  # compile does not change the loading path
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="unsloth=True needs a CUDA GPU"):
             _use_unsloth(settings.replace(unsloth=True))
@@ -107,5 +120,5 @@ def test_train_with_compile_records_it_and_the_saved_model_reloads(goemotions_sl
     result = train(goemotions_slice_data, tmp_path / "run", settings, show_progress=False)
     assert calls == [{"mode": None}]
     info = json.loads((result.model_dir / "training_info.json").read_text())
-    assert info["settings"]["compile"] is True
+    assert info["settings"]["compile"] is True and info["compile"] == {"layers": 2, "mode": "default"}
     assert info["reload_check"]["ok"] is True

@@ -14,7 +14,8 @@ costs a fraction of compiling the whole stack (PyTorch's regional-compilation re
 building, embedding, head and loss stay eager.
 
 Not used with gradient checkpointing (the recomputed forward under Dynamo is not measured here) nor on the Unsloth
-path (Unsloth compiles its own regions): `compile_layers` refuses those with a clear error.
+path (Unsloth compiles its own regions): `compile_skip_reason` names why, the trainer then trains eager and records
+it (training_info.json "compile"), and `compile_layers` itself refuses a checkpointed backbone.
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ def repeated_layers(backbone: nn.Module) -> nn.ModuleList:
         raise ValueError(f"compile: {type(backbone).__name__} has no list of identical layers to compile; train "
                          "without --compile.")
     return best
+
+
+def compile_skip_reason(model: nn.Module) -> str | None:
+    """Why `--compile` does not apply to this loaded classifier, or None: the Unsloth path (it compiles its own
+    regions) and gradient checkpointing (chosen by the memory plan when memory needs it) keep their eager layers."""
+    if "_unsloth_model" in vars(model):
+        return "the backbone was loaded through Unsloth, which compiles its own kernels"
+    if getattr(model.backbone, "is_gradient_checkpointing", False):
+        return "gradient checkpointing is on (the memory plan chose it for this backbone and batch)"
+    return None
 
 
 def compile_layers(backbone: nn.Module, *, dynamic: bool = True, backend: str = "inductor",
