@@ -148,8 +148,10 @@ speed_schedule() {  # STAGE DATA
   mkdir -p "$RES"
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
   echo "$(date -u +%T) speed schedule started; git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
-  # Convert the 0.5B's GGUF to its bf16 folder (~73 s of one CPU core, cached) while the 24B bench runs.
-  (wait_for_file "$q05" 1800 && python -c "import sys; from emo_hf.backbones.loading import backbone_source; \
+  # Convert the 0.5B's GGUF to its bf16 folder (~73 s, cached) while the 24B bench runs; on 2026-12-02 this
+  # conversion, with torch's default 16 threads, slowed the host-bound rows timed meanwhile (the Unsloth original
+  # configuration 1.6x): now on 2 threads at the lowest priority.
+  (wait_for_file "$q05" 1800 && OMP_NUM_THREADS=2 nice -n 19 python -c "import sys; from emo_hf.backbones.loading import backbone_source; \
     print(backbone_source(sys.argv[1]))" "$q05" > "$RES/convert-q05.log" 2>&1) &
   bench24 train-24b-40
   wait
