@@ -378,6 +378,8 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
         if last is None:
             raise FileNotFoundError(f"--resume: no checkpoint under {checkpoints}. Start without --resume.")
         saved = json.loads((out_dir / "train_settings.json").read_text()) if (out_dir / "train_settings.json").is_file() else None
+        if saved is not None and "compile" not in saved and saved.get("unsloth") is True:
+            saved["unsloth"] = None  # written before 2026-12-02, when unsloth=True meant "where installed" (now: unset)
         if saved is not None and saved != settings.to_dict():
             logger.warning("--resume: using the settings the run started with (%s), not the ones given now.", out_dir / "train_settings.json")
             settings = TrainSettings(**saved)

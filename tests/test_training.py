@@ -156,6 +156,13 @@ def test_a_killed_run_resumes_from_its_checkpoint(goemotions_slice_data, tmp_pat
     with pytest.raises(FileExistsError, match="--resume"):
         train(goemotions_slice_data, out, TINY.replace(epochs=3), show_progress=False)
 
+    # A run started by an older emo_hf (before --compile; its unsloth=true meant "where installed") still resumes on
+    # a CPU: that true is read as unset, not as "Unsloth required".
+    saved = json.loads((out / "train_settings.json").read_text())
+    for key in ("compile", "compile_mode"):
+        saved.pop(key)
+    (out / "train_settings.json").write_text(json.dumps({**saved, "unsloth": True}))
+
     steps: list[int] = []
 
     class FirstStep(TrainerCallback):

@@ -55,9 +55,10 @@ def compile_layers(backbone: nn.Module, *, dynamic: bool = True, backend: str = 
                    mode: str | None = None) -> int:
     """Compile every block of `repeated_layers(backbone)` in place (`nn.Module.compile`); returns how many.
 
-    `dynamic=True` marks batch and sequence sizes symbolic from the first call, so the few bucket lengths and the
-    varying rows per batch share one graph (per train / eval mode). `backend` / `mode` go to `torch.compile`
-    (the tests use "aot_eager": Dynamo and AOTAutograd without code generation)."""
+    `dynamic=True` lets batch and sequence sizes be symbolic, so the few bucket lengths and the varying rows per
+    batch share one graph per train / eval mode (in torch 2.11-2.13 the first call of each still compiles for its
+    exact shape and the second call's new shape recompiles symbolically, once). `backend` / `mode` go to
+    `torch.compile` (the tests use "aot_eager": Dynamo and AOTAutograd without code generation)."""
     if getattr(backbone, "is_gradient_checkpointing", False):
         raise ValueError("compile=True with gradient checkpointing is not supported: the memory plan chose "
                          "checkpointing for this backbone and batch (it does so only when memory needs it); train "
