@@ -13,7 +13,8 @@ Variants (--variants, comma list):
 Per variant it reports: wall ms per optimiser step (mean over the profiled steps, no extra syncs), GPU kernel ms per
 step (sum of CUDA kernel time: the GPU is idle for the rest), host-side op time, kernel launches and host<->device
 syncs per step (cudaStreamSynchronize / cudaDeviceSynchronize / aten::item / _local_scalar_dense / Memcpy DtoH),
-launches per decoder layer, time in 4-bit dequantisation kernels and in Unsloth's offload copies, and the top ops.
+launches per decoder layer, time in 4-bit dequantisation kernels and in Unsloth's offload copies, the top ops, and
+(GPU) the call sites of the last warm-up step's host-device syncs (torch.cuda.set_sync_debug_mode).
 
 On the GPU (after the setup line of /work/shared/gpu/README.md, `.gpu` carried; DATA = an `emo-hf data build` folder,
 raw is enough, e.g. `.gpu-data/data`):
@@ -112,7 +113,11 @@ def child_main(args: argparse.Namespace) -> int:
             self.began = time.perf_counter()
 
         def on_step_begin(self, a, state, control, **kw):
+            if on_gpu and state.global_step == args.warmup - 1:
+                self.sync_sites = SyncSites().start()  # the last warm-up step: where the host waits for the GPU
             if state.global_step == args.warmup and self.prof is None:
+                if getattr(self, "sync_sites", None) is not None:
+                    record["sync_sites_one_step"] = self.sync_sites.stop()
                 record["warmup_s"] = round(time.perf_counter() - self.began, 1)  # compilation shows here
                 if on_gpu:
                     torch.cuda.synchronize()
@@ -193,6 +198,47 @@ def child_main(args: argparse.Namespace) -> int:
     })
     print("@RESULT " + json.dumps(record), flush=True)
     return 0
+
+
+class SyncSites:
+    """Where a step synchronises with the GPU: torch.cuda.set_sync_debug_mode("warn") makes every synchronising op
+    (`.item()`, `bool(tensor)`, a blocking copy to the host) warn; each warning's call site outside torch is counted."""
+
+    def start(self) -> "SyncSites":
+        import collections
+        import traceback
+        import warnings
+
+        import torch
+
+        self.counts: collections.Counter = collections.Counter()
+        self._old_show = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if "synchronizing" not in str(message):
+                return self._old_show(message, category, filename, lineno, file, line)
+            frames = [f for f in traceback.extract_stack()[:-1] if "/torch/" not in f.filename
+                      and "warnings.py" not in f.filename and "gpu_profile.py" not in f.filename]
+            self.counts[" <- ".join(f"{f.filename.split('site-packages/')[-1]}:{f.lineno}" for f in frames[-2:][::-1])] += 1
+
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("always")
+        warnings.showwarning = show
+        if torch.cuda.is_available():
+            torch.cuda.set_sync_debug_mode("warn")
+        return self
+
+    def stop(self) -> list[dict]:
+        import warnings
+
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.set_sync_debug_mode("default")
+        warnings.showwarning = self._old_show
+        self._catch.__exit__(None, None, None)
+        return [{"site": site, "syncs": n} for site, n in self.counts.most_common(10)]
 
 
 MODIFIERS = {"compile": dict(compile=True), "compile-ro": dict(compile=True, compile_mode="reduce-overhead"),
@@ -349,6 +395,9 @@ def table(results: list[dict], backbone: str | None) -> str:
             if r["top_kernels"]:
                 out.append(f"{r['variant']}: top kernels (ms/step): " + "; ".join(
                     f"{o['op'][:60]} {o['ms_per_step']}" for o in r["top_kernels"][:8]))
+            if r.get("sync_sites_one_step"):
+                out.append(f"{r['variant']}: host-device syncs of one warm-up step, by call site: " + "; ".join(
+                    f"{o['site']} x{o['syncs']}" for o in r["sync_sites_one_step"]))
     return "\n".join(out)
 
 
