@@ -13,6 +13,7 @@ checkpoint with validation-tuned thresholds, loadable with `AutoModel.from_pretr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -390,6 +391,12 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
     out_dir.mkdir(parents=True, exist_ok=True)
     distributed.setup()  # under a launcher: join the process group, pin this rank to its GPU
     per_device_batch = distributed.per_device_batch_size(settings.batch_size)  # refuse before any file is written
+    from .precision import resolve_bf16
+
+    bf16, why_not_bf16 = resolve_bf16(settings.bf16)
+    if why_not_bf16:
+        print(f"emo_hf: --bf16 not applied: {why_not_bf16}")
+        settings = dataclasses.replace(settings, bf16=bf16)  # what runs is what train_settings.json says
     if distributed.is_main_process():
         (out_dir / "train_settings.json").write_text(json.dumps(settings.to_dict(), indent=2))
 
@@ -430,7 +437,9 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
         num_train_epochs=settings.epochs,
         per_device_train_batch_size=per_device_batch,  # settings.batch_size is one step over all processes
         ddp_find_unused_parameters=distributed.find_unused_parameters(settings.lora_r),
-        use_cpu=distributed.use_cpu(),  # CPU processes under a launcher: one gloo group, not N lone runs
+        # CPU processes under a launcher: one gloo group, not N lone runs; and bf16 autocast on a machine without
+        # CUDA, which transformers refuses unless told the CPU is meant.
+        use_cpu=distributed.use_cpu() or (settings.bf16 and not torch.cuda.is_available()),
         per_device_eval_batch_size=settings.eval_batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         learning_rate=settings.learning_rate,
@@ -556,8 +565,7 @@ def _record_reload_check(model, model_dir: Path, validation, encoded_validation,
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                             enabled=bool(settings.bf16) and device.type == "cuda"):
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(settings.bf16)):
             for start in range(0, len(rows), 32):
                 batch = collator([dict(encoded_validation[i]) for i in rows[start:start + 32]])
                 batch = {k: v.to(device) for k, v in batch.items() if k != "labels" and hasattr(v, "to")}
