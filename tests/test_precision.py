@@ -3,6 +3,8 @@ so) where it would be emulated and slower than float32."""
 
 import json
 
+import pytest
+
 
 def test_cpu_flags_decide_native_bfloat16(tmp_path):
     from emo_hf.precision import cpu_supports_bf16
@@ -25,8 +27,8 @@ def test_train_drops_bf16_on_a_cpu_without_it_and_uses_it_where_native(goemotion
     from emo_hf.presets import get_preset
     from emo_hf.trainer import train
 
-    if torch.cuda.is_available():  # the choice is the GPU's there
-        return
+    if torch.cuda.is_available():
+        pytest.skip("with a GPU the bf16 choice is the GPU's: this is the CPU path")
     settings = get_preset("tiny-random").replace(epochs=1, bf16=True)
     monkeypatch.setattr(precision, "cpu_supports_bf16", lambda *a: False)
     dropped = train(goemotions_slice_data, tmp_path / "old-cpu", settings, show_progress=False)
