@@ -33,6 +33,16 @@
 #   4. Gemma 3 270M (1 epoch of 8,000 rows): does the reload check report the GPU reload gap;
 #   5. bench/gpu_profile.py after+unsloth (Unsloth's LoRA kernels in 16-bit);
 #   6. the preset as it is (if 3. used --compile): its 2-epoch time alone, never measured so far.
+# SCHEDULE=graphs (issue 12, 2026-12-02 second lease; DATA28 unused), every job alone, each compiling with its own
+# empty inductor cache (TORCHINDUCTOR_CACHE_DIR; "warm" reuses another job's) unless said:
+#   1. the 40-layer bench as in 'speed', --parallel 4 (six children ran Unsloth's embedding row out of memory), while
+#      the 0.5B's and Gemma's parts arrive;
+#   2. bench/gpu_profile.py on the real 0.5B: after,after+compile; then after+compile-ro (CUDA graphs) in a process
+#      and cache of its own;
+#   3. 2 epochs with the faster of --compile / --compile-mode reduce-overhead (cold), then Unsloth 16-bit
+#      (--no-compile --unsloth), then the faster one again on the first's warm cache, then Gemma 3 270M's 2-epoch
+#      preset (its reload check), then the slower compile mode, then eager (--no-compile); a job starts only before
+#      $DEADLINE (epoch seconds; default start + 1150 s) so the lease can still collect.
 # SMOKE=1 runs a schedule on a CPU in minutes (tiny slices, 1 epoch, no 4-bit): the check of this script.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -46,9 +56,11 @@ job() {  # NAME DATA PRESET BACKBONE [TRAIN FLAGS...]
     flags=("${flags[@]/--load-in-4bit/--no-load-in-4bit}")
     flags+=(--train-subset 48 --epochs 1 --no-bf16 --max-length 32 --max-tokens-per-batch 512)
   fi
+  if [[ -n ${DEADLINE:-} && $(date +%s) -gt $DEADLINE ]]; then echo "$(date -u +%T) $name: skipped (deadline)"; return; fi
   rm -rf "$dir"; mkdir -p "$dir/cwd"; echo running > "$dir/status"; date -u +%FT%TZ > "$dir/started"
-  # Each job in its own working folder: Unsloth writes its compiled modules to ./unsloth_compiled_cache.
-  if (cd "$dir/cwd" && python -m emo_hf train --data "$data" --preset "$preset" --backbone "$backbone" \
+  # Each job in its own working folder (Unsloth writes its compiled modules to ./unsloth_compiled_cache) and its own
+  # inductor/Triton cache, so a compile time is a first run's unless INDUCTOR_CACHE names another job's.
+  if (cd "$dir/cwd" && TORCHINDUCTOR_CACHE_DIR=${INDUCTOR_CACHE:-$dir/inductor-cache} python -m emo_hf train --data "$data" --preset "$preset" --backbone "$backbone" \
         --out "$dir/run" "${flags[@]}" > "$dir/train.log" 2>&1 \
       && python -m emo_hf evaluate "$dir/run/model" --data "$data" --no-baselines --out "$dir/test" \
         > "$dir/eval.log" 2>&1 \
@@ -65,11 +77,11 @@ job() {  # NAME DATA PRESET BACKBONE [TRAIN FLAGS...]
 profile() {  # NAME [gpu_profile.py FLAGS...]
   local name=$1; shift
   local dir=$RES/$name smoke=()
-  [[ -n ${SMOKE:-} ]] && smoke=(--cpu --steps 2 --warmup 1 --rows 256)
+  [[ -n ${SMOKE:-} ]] && smoke=(--cpu --steps 2 --warmup 1 --rows 512)
   rm -rf "$dir"; mkdir -p "$dir"; echo running > "$dir/status"
-  if python "$REPO/bench/gpu_profile.py" "$@" "${smoke[@]}" --scratch "$dir/scratch" --json "$dir/profile.json" \
+  if TORCHINDUCTOR_CACHE_DIR=$dir/inductor-cache python "$REPO/bench/gpu_profile.py" "$@" "${smoke[@]}" --scratch "$dir/scratch" --json "$dir/profile.json" \
        > "$dir/profile.log" 2>&1; then echo ok > "$dir/status"; else echo failed > "$dir/status"; fi
-  rm -rf "$dir/scratch"
+  rm -rf "$dir/scratch" "$dir/inductor-cache"
   echo "$(date -u +%T) $name: $(cat "$dir/status")"
 }
 
@@ -124,8 +136,8 @@ bench24() {  # NAME: bench/gpu_train.py at 40 layers (SMOKE: the CPU logic check
           --text-budgets 512 --text-batches 16 --text-variants grouped)
   else
     args=(--prequantized --layers 40 --engines unsloth,bnb --configs original,embedding-big,text --big-batches 4096
-          --text-batches 64 --text-variants grouped --text-budgets 4096,8192 --steps 4 --repeats 2 --parallel 6
-          --budget 420)
+          --text-batches 64 --text-variants grouped --text-budgets 4096,8192 --steps 4 --repeats 2
+          --parallel "${BENCH24_PARALLEL:-6}" --budget "${BENCH24_BUDGET:-420}")
   fi
   if python "$REPO/bench/gpu_train.py" "${args[@]}" --scratch "$dir/scratch" --json "$dir/gpu_train.json" \
        > "$dir/gpu_train.md" 2> "$dir/gpu_train.progress.txt"; then echo ok > "$dir/status"; else echo failed > "$dir/status"; fi
@@ -170,6 +182,49 @@ speed_schedule() {  # STAGE DATA
   echo done > "$RES/ALL_DONE"
 }
 
+step_ms() {  # PROFILE_JSON VARIANT: its wall ms per step, or nothing
+  python - "$1" "$2" <<'PY'
+import json, sys
+try:
+    rows = {r["variant"]: r for r in json.load(open(sys.argv[1]))["results"] if r.get("status") == "ok"}
+except (OSError, ValueError, KeyError):
+    rows = {}
+if sys.argv[2] in rows:
+    print(rows[sys.argv[2]]["wall_ms_per_step"])
+PY
+}
+
+graphs_schedule() {  # STAGE DATA
+  local stage=$1 data=$2
+  local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
+  mkdir -p "$RES"
+  export DEADLINE=${DEADLINE:-$(( $(date +%s) + 1150 ))}
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+  echo "$(date -u +%T) graphs schedule started; git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'); deadline $(date -u -d @"$DEADLINE" +%T)"
+  (wait_for_file "$q05" 1800 && OMP_NUM_THREADS=2 nice -n 19 python -c "import sys; from emo_hf.backbones.loading import backbone_source; \
+    print(backbone_source(sys.argv[1]))" "$q05" > "$RES/convert-q05.log" 2>&1) &
+  BENCH24_PARALLEL=4 bench24 train-24b-40
+  wait
+  [[ -e $q05 ]] || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
+  profile profile-q05 --data "$data" --preset qwen2.5-0.5b --backbone "$q05" --warmup 8 --variants after,after+compile
+  profile profile-q05-ro --data "$data" --preset qwen2.5-0.5b --backbone "$q05" --warmup 8 --variants after+compile-ro
+  local compiled ro first=(--compile) second=(--compile --compile-mode reduce-overhead) f=q05-compile s=q05-ro
+  compiled=$(step_ms "$RES/profile-q05/profile.json" after+compile)
+  ro=$(step_ms "$RES/profile-q05-ro/profile.json" after+compile-ro)
+  echo "$(date -u +%T) profiled ms/step: compile ${compiled:-failed}, reduce-overhead ${ro:-failed}"
+  if [[ -n $ro ]] && { [[ -z $compiled ]] || python -c "import sys; sys.exit(0 if $ro < $compiled else 1)"; }; then
+    first=(--compile --compile-mode reduce-overhead) second=(--compile) f=q05-ro s=q05-compile
+  fi
+  job "$f" "$data" qwen2.5-0.5b "$q05" "${first[@]}"
+  job q05-unsloth16 "$data" qwen2.5-0.5b "$q05" --no-compile --unsloth
+  INDUCTOR_CACHE=$RES/$f/inductor-cache job "$f-warm" "$data" qwen2.5-0.5b "$q05" "${first[@]}"
+  if wait_for_file "$gemma" 60; then job gemma-2ep "$data" gemma3-270m "$gemma"; fi
+  job "$s" "$data" qwen2.5-0.5b "$q05" "${second[@]}"
+  job q05-eager "$data" qwen2.5-0.5b "$q05" --no-compile
+  echo "$(date -u +%T) schedule done"
+  echo done > "$RES/ALL_DONE"
+}
+
 status() {
   for d in "$RES"/*/; do
     [[ -f $d/status ]] || continue
@@ -201,9 +256,10 @@ collect() {
 case ${1:-} in
   start) shift; mkdir -p "$RES"; setsid nohup bash "$0" schedule "$@" > "$RES/master.log" 2>&1 < /dev/null &
          echo "started: log $RES/master.log" ;;
-  schedule) shift; if [[ ${SCHEDULE:-decoders} == speed ]]; then speed_schedule "$@"; else schedule "$@"; fi ;;
+  schedule) shift
+            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; *) schedule "$@" ;; esac ;;
   status) status ;;
   wait) wait_for_file "$RES/${3:-ALL_DONE}" "${2:?seconds}"; status; tail -5 "$RES/master.log" ;;
   collect) collect ;;
-  *) sed -n '2,36p' "$0"; exit 2 ;;
+  *) sed -n '2,45p' "$0"; exit 2 ;;
 esac

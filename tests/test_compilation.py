@@ -36,9 +36,12 @@ def test_compiled_layers_match_eager_across_batch_shapes(tiny_family_dirs, famil
     from emo_hf.backbones.compilation import compile_layers
     from emo_hf.modeling import EmoModelForMultiLabel
 
+    from torch._dynamo.testing import CompileCounterWithBackend
+
     eager, compiled = _pair(tiny_family_dirs[family])
     names = list(compiled.state_dict())
-    assert compile_layers(compiled.backbone, backend="aot_eager") == 2
+    counter = CompileCounterWithBackend("aot_eager")  # counts the graphs Dynamo hands to the backend
+    assert compile_layers(compiled.backbone, backend=counter) == 2
     assert all(layer._compiled_call_impl is not None for layer in compiled.backbone.layers)
     assert list(compiled.state_dict()) == names  # compiled in place: no _orig_mod. prefixes
     for rows, pad_to in [(4, 8), (3, 16), (2, 24)]:  # different rows and lengths: one dynamic graph, not three
@@ -50,12 +53,18 @@ def test_compiled_layers_match_eager_across_batch_shapes(tiny_family_dirs, famil
         assert set(got_grads) == set(want_grads) and any("lora_B" in n for n in got_grads)
         for name, grad in want_grads.items():
             torch.testing.assert_close(got_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    # All three shapes and both layers share one training graph: not a static graph and then a symbolic one, not a
+    # second graph for layer 0 (whose input comes from frozen embeddings); Gemma 3's sliding and full attention
+    # layers share it too (their masks and rotary tables differ, not their code).
+    assert counter.frame_count == 1
     compiled.save_pretrained(tmp_path / "saved")
     reloaded = EmoModelForMultiLabel.from_pretrained(tmp_path / "saved").eval()
     compiled.eval()
     with torch.no_grad():
         batch = compiled.tokenize(TEXTS)
         torch.testing.assert_close(reloaded(**batch).logits, compiled(**batch).logits, rtol=1e-5, atol=1e-6)
+        compiled(**compiled.tokenize(TEXTS[:2]))  # another shape
+    assert counter.frame_count == 2  # + one evaluation graph (no grad), again shared by every layer and shape
 
 
 def test_compile_refuses_gradient_checkpointing_and_unsloth(tiny_family_dirs):

@@ -21,7 +21,9 @@ it (training_info.json "compile"), and `compile_layers` itself refuses a checkpo
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
+import torch
 from torch import nn
 
 logger = logging.getLogger(__name__)
@@ -51,13 +53,12 @@ def compile_skip_reason(model: nn.Module) -> str | None:
     return None
 
 
-def compile_layers(backbone: nn.Module, *, dynamic: bool = True, backend: str = "inductor",
+def compile_layers(backbone: nn.Module, *, dynamic: bool = True, backend: str | Callable = "inductor",
                    mode: str | None = None) -> int:
     """Compile every block of `repeated_layers(backbone)` in place (`nn.Module.compile`); returns how many.
 
     `dynamic=True` lets batch and sequence sizes be symbolic, so the few bucket lengths and the varying rows per
-    batch share one graph per train / eval mode (in torch 2.11-2.13 the first call of each still compiles for its
-    exact shape and the second call's new shape recompiles symbolically, once). `backend` / `mode` go to
+    batch share one training graph and one evaluation graph for all layers. `backend` / `mode` go to
     `torch.compile` (the tests use "aot_eager": Dynamo and AOTAutograd without code generation)."""
     if getattr(backbone, "is_gradient_checkpointing", False):
         raise ValueError("compile=True with gradient checkpointing is not supported: the memory plan chose "
@@ -65,12 +66,39 @@ def compile_layers(backbone: nn.Module, *, dynamic: bool = True, backend: str = 
                          "without --compile, or with --no-gradient-checkpointing and a smaller batch.")
     layers = repeated_layers(backbone)
     import torch._dynamo
+    import torch.fx.experimental._config as fx_config
 
     # Train and eval mode, padded and unpadded batches and (Gemma) sliding vs full attention layers each guard their
     # own graph; the default limit of 8 could be reached by a run that evaluates as well as trains.
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
+    # Process-wide, as PyTorch offers them (there is no per-compile switch), so set here and said in the log:
+    # - specialize_float: since torch 2.6 a module's float attributes (the norms' eps, attention scaling, each LoRA
+    #   projection's scaling: 11 per Qwen2 layer) become graph inputs, 0-d CPU tensors that the generated code reads
+    #   with `.item()` on every call (the GPU profile of 2026-12-02 counted 27 per layer per step) and that keep CUDA
+    #   graphs (mode="reduce-overhead") off. They never change during training: constants.
+    # - use_duck_shape=False: with duck shaping a sequence length equal to a static size (a 64-token bucket and
+    #   Qwen's head_dim 64) is unified with it, so the first batch compiled a static graph and the next one
+    #   recompiled symbolically: one compilation more per graph.
+    torch._dynamo.config.specialize_float = True
+    fx_config.use_duck_shape = False
+    embeddings = backbone.get_input_embeddings() if hasattr(backbone, "get_input_embeddings") else None
+    if embeddings is not None and not any(getattr(h, "__name__", "") == _embeddings_require_grad.__name__
+                                          for h in embeddings._forward_hooks.values()):
+        embeddings.register_forward_hook(_embeddings_require_grad)
     for layer in layers:
         layer.compile(dynamic=dynamic, backend=backend, mode=mode)
-    logger.info("compiled %d %s layers (backend %s, dynamic=%s)", len(layers), type(layers[0]).__name__, backend,
-                dynamic)
+    logger.info("compiled %d %s layers (backend %s, dynamic=%s; torch._dynamo.config.specialize_float=True, "
+                "torch.fx.experimental._config.use_duck_shape=False)", len(layers), type(layers[0]).__name__,
+                backend, dynamic)
     return len(layers)
+
+
+def _embeddings_require_grad(module: nn.Module, inputs, output):
+    """Forward hook on the (frozen) input embeddings: when training, their output requires grad, so the first layer's
+    input looks like every other layer's and it shares their compiled graph (otherwise Dynamo guards on
+    `requires_grad` and compiles a second training graph for layer 0 alone). Cost: the backward also computes the
+    first layer's input gradient, ~1/n_layers of the input-gradient matmuls. Not in evaluation (no grad), where every
+    layer's input already needs none."""
+    if torch.is_grad_enabled() and isinstance(output, torch.Tensor) and not output.requires_grad:
+        output.requires_grad_(True)
+    return output

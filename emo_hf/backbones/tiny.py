@@ -86,7 +86,11 @@ def make_family_config(family: str, vocab_size: int, tokenizer, hidden_size: int
         return cls(**common, type_vocab_size=2)
     common.update(num_key_value_heads=2, head_dim=hidden_size // 4)
     if family == "gemma3":
-        common.update(sliding_window=16, query_pre_attn_scalar=hidden_size // 4)
+        # Both attention kinds, as the real Gemma 3 stacks them (5 sliding : 1 full); texts over 16 tokens reach past
+        # the window.
+        common.update(sliding_window=16, query_pre_attn_scalar=hidden_size // 4,
+                      layer_types=["sliding_attention", "full_attention"] * (num_layers // 2)
+                      + ["sliding_attention"] * (num_layers % 2))
     if family == "phi3":
         common.pop("head_dim")
     return cls(**common)
