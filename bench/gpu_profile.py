@@ -8,8 +8,8 @@ Variants (--variants, comma list):
   after    the library's defaults now: 4-bit / checkpointing / offloading decided by emo_hf.memory_plan, batches of
            --max-tokens-per-batch padded tokens (emo_hf.batching)
   +MOD     added to a variant, e.g. after+compile: 'compile' = --compile (regional torch.compile, inductor),
-           'compile-ro' = --compile --compile-mode reduce-overhead (CUDA graphs), 'unsloth' = --unsloth (Unsloth in
-           16-bit when the plan picks bf16), 'plain' = --prompt plain
+           'unsloth' = --unsloth (Unsloth in 16-bit when the plan picks bf16), 'plain' = --prompt plain (CUDA graphs,
+           --compile-mode reduce-overhead, failed on the H200 on 2026-12-02 and are now refused by TrainSettings)
 Per variant it reports: wall ms per optimiser step (mean over the profiled steps, no extra syncs), GPU kernel ms per
 step (sum of CUDA kernel time: the GPU is idle for the rest), host-side op time, kernel launches and host<->device
 syncs per step (cudaStreamSynchronize / cudaDeviceSynchronize / aten::item / _local_scalar_dense / Memcpy DtoH),
@@ -241,8 +241,8 @@ class SyncSites:
         return [{"site": site, "syncs": n} for site, n in self.counts.most_common(10)]
 
 
-MODIFIERS = {"compile": dict(compile=True), "compile-ro": dict(compile=True, compile_mode="reduce-overhead"),
-             "unsloth": dict(unsloth=True), "plain": dict(prompt="plain")}
+MODIFIERS = {"compile": dict(compile=True), "unsloth": dict(unsloth=True), "plain": dict(prompt="plain"),
+             "eager": dict(compile=False)}
 
 
 def apply_modifiers(settings, modifiers: list[str]):

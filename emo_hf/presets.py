@@ -11,6 +11,13 @@ import dataclasses
 from dataclasses import dataclass, field
 
 
+# torch.compile modes that record CUDA graphs. Refused: each compiled layer's CUDA graph writes its output into memory
+# that the same graph's next replay (the next layer) overwrites while that layer still reads it as its residual
+# (measured on the H200, 2026-12-02, docs/benchmarks.md "One graph per layer kind"). Making them work needs a step
+# marker and a copy of each layer's output: not built.
+_CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
 @dataclass
 class TrainSettings:
     """Everything `emo-hf train` needs besides the data; a preset fills it, CLI flags override single fields."""
@@ -57,11 +64,12 @@ class TrainSettings:
                                   "(needs a GPU and the gpu extra); --no-unsloth: transformers (+ bitsandbytes) + peft."})
     compile: bool = field(default=False, metadata={"help": "torch.compile each backbone layer (regional, dynamic "
                           "shapes; emo_hf.backbones.compilation): fewer kernel launches per step, a one-off compile "
-                          "of tens of seconds (~100 s for Qwen2.5-0.5B on an H200); not applied where the backbone "
-                          "is checkpointed or loaded through Unsloth (training_info.json says which)."})
-    compile_mode: str | None = field(default=None, metadata={"help": "--compile: torch.compile mode, e.g. "
-                                     "'reduce-overhead' (CUDA graphs, one per batch shape) or "
-                                     "'max-autotune-no-cudagraphs'; unset = torch's default."})
+                          "of seconds (~18 s for Qwen2.5-0.5B on an H200; less from the inductor cache of an earlier "
+                          "run); not applied where the backbone is checkpointed or loaded through Unsloth "
+                          "(training_info.json says which)."})
+    compile_mode: str | None = field(default=None, metadata={"help": "--compile: torch.compile mode: 'default' "
+                                     "(unset) or 'max-autotune-no-cudagraphs' (autotuned kernels, a longer compile); "
+                                     "the CUDA-graph modes are refused (see emo_hf.presets._CUDA_GRAPH_MODES)."})
     prompt: str = field(default="plain", metadata={"help": "Decoder input: 'plain' (the text) or 'instruction' (chat template + 'Which emotions does this text express?'); recorded in the model's config, so predict applies it too."})
     seed: int = field(default=42, metadata={"help": "Seed for sampling, initialisation and shuffling."})
     reload_check_rows: int = field(default=256, metadata={"help": "After saving, reload the model folder and compare "
@@ -78,9 +86,14 @@ class TrainSettings:
             )
         if self.prompt not in ("plain", "instruction"):
             raise ValueError(f"prompt={self.prompt!r} is not valid: use prompt='plain' or 'instruction'.")
-        if self.compile_mode not in (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
-            raise ValueError(f"compile_mode={self.compile_mode!r} is not a torch.compile mode: use 'default', "
-                             "'reduce-overhead', 'max-autotune' or 'max-autotune-no-cudagraphs'.")
+        if self.compile_mode in _CUDA_GRAPH_MODES:
+            raise ValueError(f"compile_mode={self.compile_mode!r} records CUDA graphs, which fail with the per-layer "
+                             "compilation (on the H200, 2026-12-02: 'accessing tensor output of CUDAGraphs that has "
+                             "been overwritten by a subsequent run' at the residual add of the next layer): use "
+                             "--compile alone or --compile --compile-mode max-autotune-no-cudagraphs.")
+        if self.compile_mode not in (None, "default", "max-autotune-no-cudagraphs"):
+            raise ValueError(f"compile_mode={self.compile_mode!r} is not a torch.compile mode: use --compile alone "
+                             "(mode 'default') or --compile-mode max-autotune-no-cudagraphs.")
         if self.compile and self.unsloth:
             raise ValueError("compile=True with unsloth=True: Unsloth compiles its own kernels; drop one, e.g. "
                              "--compile --no-unsloth.")
@@ -135,10 +148,12 @@ PRESETS: dict[str, TrainSettings] = {
     # checkpointing, 64 rows); the instruction prompt makes each row ~2.8x longer. max_length 128 leaves 92 text
     # tokens under the instruction (Qwen2.5's template + question: 36 tokens; GoEmotions texts are < 50 tokens at the
     # 99th percentile).
-    # compile=True (0.5B only, 2026-12-02, docs/benchmarks.md "--compile and Unsloth in 16-bit"): with the
-    # instruction prompt, 2 epochs alone on the H200 in 272.6 s including ~100 s of compilation, test 0.556
-    # (0.538-0.571); same-run profile 275 vs 357 ms per step eager (1.30x, half the kernel launches). The eager
-    # preset's 2 epochs were not timed alone. Where the plan picks checkpointing or Unsloth, it is not applied.
+    # compile=True (0.5B only, 2026-12-02, docs/benchmarks.md "--compile and Unsloth in 16-bit" and "One graph per
+    # layer kind"): with the instruction prompt, 2 epochs alone on the H200 in 192.3 s including ~18 s of
+    # compilation, test 0.556 (0.538-0.571); profile 275 vs 357 ms per step eager (1.30x, half the kernel launches)
+    # before one graph per layer kind, 179-188 ms after. Faster over 2 epochs than Unsloth in 16-bit (220.3 s, test
+    # 0.542, same lease). The eager preset's 2 epochs were not timed alone. Where the plan picks checkpointing or
+    # Unsloth, it is not applied.
     "qwen2.5-0.5b": TrainSettings(
         preset="qwen2.5-0.5b",
         backbone="Qwen/Qwen2.5-Coder-0.5B-Instruct",

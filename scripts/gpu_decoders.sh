@@ -38,7 +38,8 @@
 #   1. the 40-layer bench as in 'speed', --parallel 4 (six children ran Unsloth's embedding row out of memory), while
 #      the 0.5B's and Gemma's parts arrive;
 #   2. bench/gpu_profile.py on the real 0.5B: after,after+compile; then after+compile-ro (CUDA graphs) in a process
-#      and cache of its own;
+#      and cache of its own (it failed on the H200; 'compile-ro' is no longer a gpu_profile modifier, so this profile
+#      now fails at once and the schedule goes on with --compile);
 #   3. 2 epochs with the faster of --compile / --compile-mode reduce-overhead (cold), then Unsloth 16-bit
 #      (--no-compile --unsloth), then the faster one again on the first's warm cache, then Gemma 3 270M's 2-epoch
 #      preset (its reload check), then the slower compile mode, then eager (--no-compile); a job starts only before

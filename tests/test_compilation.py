@@ -80,6 +80,8 @@ def test_compile_refuses_gradient_checkpointing_and_unsloth(tiny_family_dirs):
         TrainSettings(compile=True, unsloth=True)
     with pytest.raises(ValueError, match="compile_mode='fast' is not a torch.compile mode"):
         TrainSettings(compile=True, compile_mode="fast")
+    with pytest.raises(ValueError, match="compile_mode='reduce-overhead' records CUDA graphs.*--compile alone"):
+        TrainSettings(compile=True, compile_mode="reduce-overhead")
 
 
 def test_compile_is_not_applied_to_a_checkpointed_or_unsloth_backbone(tiny_family_dirs):

@@ -90,6 +90,31 @@ def unsloth_available() -> bool:
     return importlib.util.find_spec("unsloth") is not None
 
 
+def import_unsloth_first(*, unsloth: bool | None, load_in_4bit: bool | None, lora: bool) -> bool:
+    """Import Unsloth now, before transformers and peft, when the run's settings already say it will train through
+    it; returns whether it did. Unsloth patches both libraries when it is imported and warns when it comes second
+    ("Unsloth should be imported before [transformers, peft] ... Your code may run slower"), as it did in every
+    `emo-hf train` on the GPU up to 2026-12-02 (bench/gpu_train.py's children imported it first).
+
+    Called by the `train` and `run` commands before they import the trainer. Settings that say so:
+    `unsloth=True`, or `unsloth` unset with `load_in_4bit=True` and LoRA (load_for_training's rule) on a CUDA GPU
+    with Unsloth installed. Where the memory plan is left to pick 4-bit (`load_in_4bit` unset), it is not known yet
+    and Unsloth is imported later, with its warning. Nothing happens once transformers is imported (too late)."""
+    import sys
+
+    if "unsloth" in sys.modules or "transformers" in sys.modules or "peft" in sys.modules:
+        return False
+    if unsloth is False or not lora or (unsloth is None and load_in_4bit is not True) or not unsloth_available():
+        return False
+    import torch
+
+    if not torch.cuda.is_available():
+        return False  # unsloth=True then fails with its own clear error (emo_hf.trainer._use_unsloth)
+    import unsloth as _unsloth  # noqa: F401  (its import patches transformers and peft)
+
+    return True
+
+
 def load_for_training(
     backbone: str,
     labels: Sequence[str] | None = None,

@@ -31,11 +31,14 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..backbones.training import import_unsloth_first
+
+    settings = settings_from_args(args)
+    import_unsloth_first(unsloth=settings.unsloth, load_in_4bit=settings.load_in_4bit, lora=bool(settings.lora_r))
     from ..data.loading import GOEMOTIONS_HUB_ID
     from ..pipeline import run_pipeline
 
     source = args.source or os.environ.get(GOEMOTIONS_ENV) or GOEMOTIONS_HUB_ID
-    settings = settings_from_args(args)
     report = run_pipeline(source, args.out, settings, data_dir=args.data, resume=args.resume,
                           baselines=not args.no_baselines)
     if report is None:  # a DDP rank other than 0: rank 0 evaluates and reports

@@ -65,10 +65,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..backbones.training import import_unsloth_first
     from ..distributed import is_main_process
-    from ..trainer import train
 
     settings = settings_from_args(args)
+    import_unsloth_first(unsloth=settings.unsloth, load_in_4bit=settings.load_in_4bit, lora=bool(settings.lora_r))
+    from ..trainer import train
+
     result = train(args.data, args.out, settings, resume=args.resume)
     if not is_main_process():  # under torchrun / accelerate launch, rank 0 alone reports
         return 0
