@@ -69,7 +69,8 @@ class TrainSettings:
                           "(training_info.json says which)."})
     compile_mode: str | None = field(default=None, metadata={"help": "--compile: torch.compile mode: 'default' "
                                      "(unset) or 'max-autotune-no-cudagraphs' (autotuned kernels, a longer compile); "
-                                     "the CUDA-graph modes are refused (see emo_hf.presets._CUDA_GRAPH_MODES)."})
+                                     "'reduce-overhead' and 'max-autotune' (CUDA graphs) are refused: they fail with "
+                                     "per-layer compilation."})
     prompt: str = field(default="plain", metadata={"help": "Decoder input: 'plain' (the text) or 'instruction' (chat template + 'Which emotions does this text express?'); recorded in the model's config, so predict applies it too."})
     seed: int = field(default=42, metadata={"help": "Seed for sampling, initialisation and shuffling."})
     reload_check_rows: int = field(default=256, metadata={"help": "After saving, reload the model folder and compare "

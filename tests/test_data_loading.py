@@ -292,3 +292,54 @@ def test_hub_code_path_gives_the_same_rows_as_the_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(RuntimeError, match=r"Could not load 'google-research-datasets/go_emotions'.*--source ../shared/goemotions"):
         load_goemotions("google-research-datasets/go_emotions")
+
+
+def test_hub_dataset_through_the_real_client_gives_the_same_rows_as_the_folder(tmp_path):
+    """`load_goemotions("google-research-datasets/go_emotions")` with the real datasets / huggingface_hub client
+    against the stand-in Hub (tests/hub_server.py, HF_ENDPOINT): a dataset repo laid out as the Hub's go_emotions is
+    (simplified/{split}-00000-of-00001.parquet, labels = List(ClassLabel(28 names)), README configs), in a fresh
+    process with an empty HF cache; the rows must equal the TSV folder's."""
+    import subprocess
+    import sys
+
+    from datasets import ClassLabel, Features, List, Value
+    from hub_server import TOKEN, HubServer, subprocess_env
+
+    folder = write_goemotions(tmp_path / "go")
+    local = load_goemotions(folder)
+    features = Features({"text": Value("string"), "labels": List(ClassLabel(names=NAMES)), "id": Value("string")})
+    hub_splits = {
+        "train": {"text": ["I am so scared", 'He said "wow", then left', "ok then"], "labels": [[14], [26, 18], [27]],
+                  "id": ["t1", "t2", "t3"]},
+        "validation": {"text": ["what a joy"], "labels": [[17]], "id": ["d1"]},
+        "test": {"text": ["ugh, gross"], "labels": [[11, 27]], "id": ["x1"]},
+    }
+    repo = tmp_path / "repo"
+    (repo / "simplified").mkdir(parents=True)
+    for split, rows in hub_splits.items():
+        Dataset.from_dict(rows, features=features).to_parquet(str(repo / "simplified" / f"{split}-00000-of-00001.parquet"))
+    (repo / "README.md").write_text("---\nconfigs:\n- config_name: simplified\n  data_files:\n"
+                                    + "".join(f"  - split: {s}\n    path: simplified/{s}-*\n" for s in hub_splits)
+                                    + "  default: true\n---\n# GoEmotions (stand-in)\n", encoding="utf-8")
+    server = HubServer(tokens={TOKEN: "google-research-datasets"}).start()
+    try:
+        upload = ("from huggingface_hub import HfApi; api = HfApi(); repo = 'google-research-datasets/go_emotions'; "
+                  "api.create_repo(repo, repo_type='dataset'); "
+                  f"api.upload_folder(folder_path={str(repo)!r}, repo_id=repo, repo_type='dataset')")
+        done = subprocess.run([sys.executable, "-c", upload], env=subprocess_env(server, tmp_path, token=TOKEN),
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        read = ("import json; from emo_hf.data.loading import load_goemotions; "
+                "d = load_goemotions('google-research-datasets/go_emotions'); "
+                "print(json.dumps({s: d[s].to_dict() for s in d}))")
+        done = subprocess.run([sys.executable, "-c", read], env=subprocess_env(server, tmp_path),
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        got = json.loads(done.stdout.strip().splitlines()[-1])
+        assert got == {split: local[split].to_dict() for split in ("train", "validation", "test")}
+        missing = "from emo_hf.data.loading import load_goemotions; load_goemotions('google-research-datasets/nope')"
+        done = subprocess.run([sys.executable, "-c", missing], env=subprocess_env(server, tmp_path),
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode != 0 and "Could not load 'google-research-datasets/nope'" in done.stderr
+    finally:
+        server.stop()

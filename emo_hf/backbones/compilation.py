@@ -74,8 +74,8 @@ def compile_layers(backbone: nn.Module, *, dynamic: bool = True, backend: str | 
     # Process-wide, as PyTorch offers them (there is no per-compile switch), so set here and said in the log:
     # - specialize_float: since torch 2.6 a module's float attributes (the norms' eps, attention scaling, each LoRA
     #   projection's scaling: 11 per Qwen2 layer) become graph inputs, 0-d CPU tensors that the generated code reads
-    #   with `.item()` on every call (the GPU profile of 2026-12-02 counted 27 per layer per step) and that keep CUDA
-    #   graphs (mode="reduce-overhead") off. They never change during training: constants.
+    #   with `.item()` on every call (the GPU profile of 2026-12-02 counted 27 per layer per step; 2 per step for the
+    #   whole model after this). They never change during training: constants.
     # - use_duck_shape=False: with duck shaping a sequence length equal to a static size (a 64-token bucket and
     #   Qwen's head_dim 64) is unified with it, so the first batch compiled a static graph and the next one
     #   recompiled symbolically: one compilation more per graph.

@@ -94,7 +94,7 @@ def import_unsloth_first(*, unsloth: bool | None, load_in_4bit: bool | None, lor
     """Import Unsloth now, before transformers and peft, when the run's settings already say it will train through
     it; returns whether it did. Unsloth patches both libraries when it is imported and warns when it comes second
     ("Unsloth should be imported before [transformers, peft] ... Your code may run slower"), as it did in every
-    `emo-hf train` on the GPU up to 2026-12-02 (bench/gpu_train.py's children imported it first).
+    `emo-hf train` through Unsloth up to 2026-12-02 (bench/gpu_train.py's children imported it first).
 
     Called by the `train` and `run` commands before they import the trainer. Settings that say so:
     `unsloth=True`, or `unsloth` unset with `load_in_4bit=True` and LoRA (load_for_training's rule) on a CUDA GPU
