@@ -215,12 +215,16 @@ class SyncSites:
         self.counts: collections.Counter = collections.Counter()
         self._old_show = warnings.showwarning
 
+        # torch's own frames by its package folder: on the lent GPU every package lives under /opt/torch/.venv, so
+        # matching "/torch/" in a path (as on 2026-12-02) hid transformers' and accelerate's frames as well.
+        torch_dir = os.path.dirname(torch.__file__) + os.sep
+
         def show(message, category, filename, lineno, file=None, line=None):
             if "synchronizing" not in str(message):
                 return self._old_show(message, category, filename, lineno, file, line)
-            frames = [f for f in traceback.extract_stack()[:-1] if "/torch/" not in f.filename
+            frames = [f for f in traceback.extract_stack()[:-1] if not f.filename.startswith(torch_dir)
                       and "warnings.py" not in f.filename and "gpu_profile.py" not in f.filename]
-            self.counts[" <- ".join(f"{f.filename.split('site-packages/')[-1]}:{f.lineno}" for f in frames[-2:][::-1])] += 1
+            self.counts[" <- ".join(f"{f.filename.split('site-packages/')[-1]}:{f.lineno}" for f in frames[-3:][::-1])] += 1
 
         self._catch = warnings.catch_warnings()
         self._catch.__enter__()
