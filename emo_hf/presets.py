@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 # torch.compile modes that record CUDA graphs. Refused: each compiled layer's CUDA graph writes its output into memory
 # that the same graph's next replay (the next layer) overwrites while that layer still reads it as its residual
-# (measured on the H200, 2026-12-02, docs/benchmarks.md "One graph per layer kind"). Making them work needs a step
-# marker and a copy of each layer's output: not built.
+# (measured on the H200, 2026-12-02, docs/benchmarks.md "One graph per layer kind"). It is the documented limitation
+# of CUDA graph trees for one compiled function called again on its own output (PyTorch's "CUDAGraph Trees" page,
+# "Limitations"; pytorch/pytorch#170604, open). Making them work needs the whole layer loop in one compiled region
+# (copying each layer's output would not protect the activations each replay saves for the backward): not built.
 _CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
