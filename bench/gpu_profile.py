@@ -8,9 +8,10 @@ Variants (--variants, comma list):
   after    the library's defaults now: 4-bit / checkpointing / offloading decided by emo_hf.memory_plan, batches of
            --max-tokens-per-batch padded tokens (emo_hf.batching)
   +MOD     added to a variant, e.g. after+compile: 'compile' = --compile (regional torch.compile, inductor),
-           'eager' = --no-compile (the qwen2.5-0.5b preset compiles), 'unsloth' = --unsloth (Unsloth in 16-bit when
-           the plan picks bf16), 'plain' = --prompt plain. (CUDA graphs, --compile-mode reduce-overhead, failed on the
-           H200 on 2026-12-02 and are now refused by TrainSettings.)
+           'eager' = --no-compile (the qwen2.5-0.5b preset compiles), 'stack' = --compile --compile-scope stack (the
+           whole layer loop as one region), 'stack-ro' = the same with --compile-mode reduce-overhead (CUDA graphs;
+           per layer they failed on the H200 on 2026-12-02), 'unsloth' = --unsloth (Unsloth in 16-bit when the plan
+           picks bf16), 'plain' = --prompt plain
 Per variant it reports: wall ms per optimiser step (mean over the profiled steps, no extra syncs), GPU kernel ms per
 step (sum of CUDA kernel time: the GPU is idle for the rest), host-side op time, kernel launches and host<->device
 syncs per step (cudaStreamSynchronize / cudaDeviceSynchronize / aten::item / _local_scalar_dense / Memcpy DtoH),
@@ -247,7 +248,8 @@ class SyncSites:
 
 
 MODIFIERS = {"compile": dict(compile=True), "unsloth": dict(unsloth=True), "plain": dict(prompt="plain"),
-             "eager": dict(compile=False)}
+             "eager": dict(compile=False), "stack": dict(compile=True, compile_scope="stack"),
+             "stack-ro": dict(compile=True, compile_scope="stack", compile_mode="reduce-overhead")}
 
 
 def apply_modifiers(settings, modifiers: list[str]):

@@ -11,12 +11,13 @@ import dataclasses
 from dataclasses import dataclass, field
 
 
-# torch.compile modes that record CUDA graphs. Refused: each compiled layer's CUDA graph writes its output into memory
+# torch.compile modes that record CUDA graphs. Refused per layer: each compiled layer's CUDA graph writes its output into memory
 # that the same graph's next replay (the next layer) overwrites while that layer still reads it as its residual
 # (measured on the H200, 2026-12-02, docs/benchmarks.md "One graph per layer kind"). It is the documented limitation
 # of CUDA graph trees for one compiled function called again on its own output (PyTorch's "CUDAGraph Trees" page,
-# "Limitations"; pytorch/pytorch#170604, open). Making them work needs the whole layer loop in one compiled region
-# (copying each layer's output would not protect the activations each replay saves for the backward): not built.
+# "Limitations"; pytorch/pytorch#170604, open). compile_scope="stack" puts the whole layer loop in one compiled region
+# (copying each layer's output would not protect the activations each replay saves for the backward); CUDA graphs
+# are allowed there, not yet measured on a GPU.
 _CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
@@ -71,8 +72,12 @@ class TrainSettings:
                           "(training_info.json says which)."})
     compile_mode: str | None = field(default=None, metadata={"help": "--compile: torch.compile mode: 'default' "
                                      "(unset) or 'max-autotune-no-cudagraphs' (autotuned kernels, a longer compile); "
-                                     "'reduce-overhead' and 'max-autotune' (CUDA graphs) are refused: they fail with "
-                                     "per-layer compilation."})
+                                     "'reduce-overhead' and 'max-autotune' (CUDA graphs) only with --compile-scope "
+                                     "stack (per layer they fail)."})
+    compile_scope: str = field(default="layers", metadata={"help": "--compile: 'layers' (each decoder/encoder "
+                               "layer, one shared graph; measured) or 'stack' (the embeddings, mask building and "
+                               "whole layer loop as one region: a longer compile, one compiled call per step, and "
+                               "the scope where CUDA graphs can work; not yet measured on a GPU)."})
     prompt: str = field(default="plain", metadata={"help": "Decoder input: 'plain' (the text) or 'instruction' (chat template + 'Which emotions does this text express?'); recorded in the model's config, so predict applies it too."})
     seed: int = field(default=42, metadata={"help": "Seed for sampling, initialisation and shuffling."})
     reload_check_rows: int = field(default=256, metadata={"help": "After saving, reload the model folder and compare "
@@ -89,14 +94,18 @@ class TrainSettings:
             )
         if self.prompt not in ("plain", "instruction"):
             raise ValueError(f"prompt={self.prompt!r} is not valid: use prompt='plain' or 'instruction'.")
-        if self.compile_mode in _CUDA_GRAPH_MODES:
+        if self.compile_scope not in ("layers", "stack"):
+            raise ValueError(f"compile_scope={self.compile_scope!r} is not valid: use --compile-scope layers or "
+                             "--compile-scope stack.")
+        if self.compile_mode in _CUDA_GRAPH_MODES and self.compile_scope != "stack":
             raise ValueError(f"compile_mode={self.compile_mode!r} records CUDA graphs, which fail with the per-layer "
                              "compilation (on the H200, 2026-12-02: 'accessing tensor output of CUDAGraphs that has "
                              "been overwritten by a subsequent run' at the residual add of the next layer): use "
-                             "--compile alone or --compile --compile-mode max-autotune-no-cudagraphs.")
-        if self.compile_mode not in (None, "default", "max-autotune-no-cudagraphs"):
+                             f"--compile --compile-scope stack --compile-mode {self.compile_mode}, or --compile alone.")
+        if self.compile_mode not in (None, "default", "max-autotune-no-cudagraphs", *_CUDA_GRAPH_MODES):
             raise ValueError(f"compile_mode={self.compile_mode!r} is not a torch.compile mode: use --compile alone "
-                             "(mode 'default') or --compile-mode max-autotune-no-cudagraphs.")
+                             "(mode 'default'), --compile-mode max-autotune-no-cudagraphs, or with --compile-scope "
+                             "stack reduce-overhead / max-autotune.")
         if self.compile and self.unsloth:
             raise ValueError("compile=True with unsloth=True: Unsloth compiles its own kernels; drop one, e.g. "
                              "--compile --no-unsloth.")

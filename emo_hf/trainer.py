@@ -322,8 +322,9 @@ def build_model(settings: TrainSettings, label_names: list[str], encoder: dict |
             print(f"emo_hf: --compile not applied: {skip}")
             model.compile_info = {"skipped": skip}
         else:
-            model.compile_info = {"layers": compile_layers(model.backbone, mode=settings.compile_mode),
-                                  "mode": settings.compile_mode or "default"}
+            model.compile_info = {"layers": compile_layers(model.backbone, scope=settings.compile_scope,
+                                                           mode=settings.compile_mode),
+                                  "mode": settings.compile_mode or "default", "scope": settings.compile_scope}
     return model
 
 

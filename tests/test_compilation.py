@@ -31,8 +31,9 @@ def _logits_and_grads(model, batch, labels):
     return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+@pytest.mark.parametrize("scope", ["layers", "stack"])
 @pytest.mark.parametrize("family", ["qwen2", "gemma3"])  # gemma3: sliding and full attention layers alternate
-def test_compiled_layers_match_eager_across_batch_shapes(tiny_family_dirs, family, tmp_path):
+def test_compiled_layers_match_eager_across_batch_shapes(tiny_family_dirs, family, scope, tmp_path):
     from emo_hf.backbones.compilation import compile_layers
     from emo_hf.modeling import EmoModelForMultiLabel
 
@@ -41,8 +42,11 @@ def test_compiled_layers_match_eager_across_batch_shapes(tiny_family_dirs, famil
     eager, compiled = _pair(tiny_family_dirs[family])
     names = list(compiled.state_dict())
     counter = CompileCounterWithBackend("aot_eager")  # counts the graphs Dynamo hands to the backend
-    assert compile_layers(compiled.backbone, backend=counter) == 2
-    assert all(layer._compiled_call_impl is not None for layer in compiled.backbone.layers)
+    assert compile_layers(compiled.backbone, scope=scope, backend=counter) == 2
+    if scope == "layers":
+        assert all(layer._compiled_call_impl is not None for layer in compiled.backbone.layers)
+    else:  # the decoder's own forward (embeddings, masks, the layer loop), compiled as one region
+        assert compiled.backbone._compiled_call_impl is not None
     assert list(compiled.state_dict()) == names  # compiled in place: no _orig_mod. prefixes
     for rows, pad_to in [(4, 8), (3, 16), (2, 24)]:  # different rows and lengths: one dynamic graph, not three
         batch = eager.tokenizer(TEXTS[:rows], padding="max_length", max_length=pad_to, return_tensors="pt")
@@ -55,7 +59,8 @@ def test_compiled_layers_match_eager_across_batch_shapes(tiny_family_dirs, famil
             torch.testing.assert_close(got_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
     # All three shapes and both layers share one training graph: not a static graph and then a symbolic one, not a
     # second graph for layer 0 (whose input comes from frozen embeddings); Gemma 3's sliding and full attention
-    # layers share it too (their masks and rotary tables differ, not their code).
+    # layers share it too (their masks and rotary tables differ, not their code). With scope "stack": one graph, no
+    # graph break in the mask building.
     assert counter.frame_count == 1
     compiled.save_pretrained(tmp_path / "saved")
     reloaded = EmoModelForMultiLabel.from_pretrained(tmp_path / "saved").eval()
@@ -80,8 +85,11 @@ def test_compile_refuses_gradient_checkpointing_and_unsloth(tiny_family_dirs):
         TrainSettings(compile=True, unsloth=True)
     with pytest.raises(ValueError, match="compile_mode='fast' is not a torch.compile mode"):
         TrainSettings(compile=True, compile_mode="fast")
-    with pytest.raises(ValueError, match="compile_mode='reduce-overhead' records CUDA graphs.*--compile alone"):
+    with pytest.raises(ValueError, match="compile_mode='reduce-overhead' records CUDA graphs.*--compile-scope stack"):
         TrainSettings(compile=True, compile_mode="reduce-overhead")
+    assert TrainSettings(compile=True, compile_scope="stack", compile_mode="reduce-overhead").compile_scope == "stack"
+    with pytest.raises(ValueError, match="compile_scope='model' is not valid"):
+        TrainSettings(compile=True, compile_scope="model")
 
 
 def test_compile_is_not_applied_to_a_checkpointed_or_unsloth_backbone(tiny_family_dirs):
@@ -129,7 +137,8 @@ def test_train_with_compile_records_it_and_the_saved_model_reloads(goemotions_sl
     monkeypatch.setattr(compilation, "compile_layers", compile_for_test)
     settings = get_preset("tiny-random").replace(epochs=1, compile=True, max_tokens_per_batch=256)
     result = train(goemotions_slice_data, tmp_path / "run", settings, show_progress=False)
-    assert calls == [{"mode": None}]
+    assert calls == [{"scope": "layers", "mode": None}]
     info = json.loads((result.model_dir / "training_info.json").read_text())
-    assert info["settings"]["compile"] is True and info["compile"] == {"layers": 2, "mode": "default"}
+    assert info["settings"]["compile"] is True
+    assert info["compile"] == {"layers": 2, "mode": "default", "scope": "layers"}
     assert info["reload_check"]["ok"] is True

@@ -159,7 +159,7 @@ def test_a_killed_run_resumes_from_its_checkpoint(goemotions_slice_data, tmp_pat
     # A run started by an older emo_hf (before --compile; its unsloth=true meant "where installed") still resumes on
     # a CPU: that true is read as unset, not as "Unsloth required".
     saved = json.loads((out / "train_settings.json").read_text())
-    for key in ("compile", "compile_mode"):
+    for key in ("compile", "compile_mode", "compile_scope"):
         saved.pop(key)
     (out / "train_settings.json").write_text(json.dumps({**saved, "unsloth": True}))
 

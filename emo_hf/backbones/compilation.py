@@ -53,13 +53,29 @@ def compile_skip_reason(model: nn.Module) -> str | None:
     return None
 
 
-def compile_layers(backbone: nn.Module, *, dynamic: bool = True, backend: str | Callable = "inductor",
-                   mode: str | None = None) -> int:
-    """Compile every block of `repeated_layers(backbone)` in place (`nn.Module.compile`); returns how many.
+def stack_owner(backbone: nn.Module) -> nn.Module:
+    """The module that holds `repeated_layers(backbone)` as a child (a decoder's `model`, an encoder's `encoder`): its
+    forward runs the whole layer loop."""
+    layers = repeated_layers(backbone)
+    for module in backbone.modules():
+        if any(child is layers for child in module.children()):
+            return module
+    raise ValueError(f"compile: no module of {type(backbone).__name__} holds its layer list; use scope='layers'.")
 
+
+def compile_layers(backbone: nn.Module, *, scope: str = "layers", dynamic: bool = True,
+                   backend: str | Callable = "inductor", mode: str | None = None) -> int:
+    """Compile the backbone's layers in place (`nn.Module.compile`); returns how many layers the compiled code runs.
+
+    `scope="layers"` compiles every block of `repeated_layers(backbone)`, sharing one compiled graph; `scope="stack"`
+    compiles `stack_owner(backbone)`, whose forward holds the embeddings, the mask building and the whole layer loop,
+    as one region: a longer compile and one compiled call per step instead of one per layer, and the scope where CUDA
+    graphs (mode "reduce-overhead") can work, since no compiled graph is then applied to its own output.
     `dynamic=True` lets batch and sequence sizes be symbolic, so the few bucket lengths and the varying rows per
-    batch share one training graph and one evaluation graph for all layers. `backend` / `mode` go to
-    `torch.compile` (the tests use "aot_eager": Dynamo and AOTAutograd without code generation)."""
+    batch share one training graph and one evaluation graph. `backend` / `mode` go to `torch.compile` (the tests
+    use "aot_eager": Dynamo and AOTAutograd without code generation)."""
+    if scope not in ("layers", "stack"):
+        raise ValueError(f"compile scope {scope!r} is not valid: use scope='layers' or scope='stack'.")
     if getattr(backbone, "is_gradient_checkpointing", False):
         raise ValueError("compile=True with gradient checkpointing is not supported: the memory plan chose "
                          "checkpointing for this backbone and batch (it does so only when memory needs it); train "
@@ -81,15 +97,19 @@ def compile_layers(backbone: nn.Module, *, dynamic: bool = True, backend: str | 
     #   recompiled symbolically: one compilation more per graph.
     torch._dynamo.config.specialize_float = True
     fx_config.use_duck_shape = False
-    embeddings = backbone.get_input_embeddings() if hasattr(backbone, "get_input_embeddings") else None
-    if embeddings is not None and not any(getattr(h, "__name__", "") == _embeddings_require_grad.__name__
-                                          for h in embeddings._forward_hooks.values()):
-        embeddings.register_forward_hook(_embeddings_require_grad)
-    for layer in layers:
-        layer.compile(dynamic=dynamic, backend=backend, mode=mode)
-    logger.info("compiled %d %s layers (backend %s, dynamic=%s; torch._dynamo.config.specialize_float=True, "
-                "torch.fx.experimental._config.use_duck_shape=False)", len(layers), type(layers[0]).__name__,
-                backend, dynamic)
+    if scope == "stack":
+        owner = stack_owner(backbone)
+        owner.compile(dynamic=dynamic, backend=backend, mode=mode)
+    else:
+        embeddings = backbone.get_input_embeddings() if hasattr(backbone, "get_input_embeddings") else None
+        if embeddings is not None and not any(getattr(h, "__name__", "") == _embeddings_require_grad.__name__
+                                              for h in embeddings._forward_hooks.values()):
+            embeddings.register_forward_hook(_embeddings_require_grad)
+        for layer in layers:
+            layer.compile(dynamic=dynamic, backend=backend, mode=mode)
+    logger.info("compiled %d %s layers, scope %s (backend %s, dynamic=%s; torch._dynamo.config.specialize_float="
+                "True, torch.fx.experimental._config.use_duck_shape=False)", len(layers), type(layers[0]).__name__,
+                scope, backend, dynamic)
     return len(layers)
 
 
