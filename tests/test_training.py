@@ -159,6 +159,9 @@ def test_a_killed_run_resumes_from_its_checkpoint(goemotions_slice_data, tmp_pat
     # A run started by an older emo_hf (before --compile; its unsloth=true meant "where installed") still resumes on
     # a CPU: that true is read as unset, not as "Unsloth required".
     saved = json.loads((out / "train_settings.json").read_text())
+    (out / "train_settings.json").write_text(json.dumps({**saved, "setting_from_a_newer_emo_hf": 1}))
+    with pytest.raises(ValueError, match=r"setting_from_a_newer_emo_hf.*started by a newer emo_hf"):
+        train(goemotions_slice_data, out, TINY.replace(epochs=3), resume=True, show_progress=False)
     for key in ("compile", "compile_mode", "compile_scope"):
         saved.pop(key)
     (out / "train_settings.json").write_text(json.dumps({**saved, "unsloth": True}))
