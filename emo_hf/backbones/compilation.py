@@ -5,12 +5,16 @@ recompile.
     >>> from emo_hf.backbones.compilation import compile_layers
     >>> compile_layers(model.backbone)            # after LoRA is injected; returns the number of layers compiled
     24
+    >>> compile_layers(model.backbone, scope="stack", mode="reduce-overhead")   # the whole layer loop, CUDA graphs
+
+`scope="stack"` (not yet measured on a GPU) compiles the module that runs the layer loop instead, as one region: the
+only way CUDA graphs can work here, since a per-layer graph replayed for the next layer overwrites its own input.
 
 Why regional and not `torch.compile(model)`: a small decoder trained with LoRA is bound by the host launching ~250
 small kernels per layer per step (docs/benchmarks.md, "The real Qwen2.5-Coder-0.5B"): fusing a layer's element-wise
 work (casts, LoRA scaling and adds, norms, rotary, SiLU * up) removes most of those launches, and compiling one layer
 costs a fraction of compiling the whole stack (PyTorch's regional-compilation recipe: identical layers reuse the code).
-`nn.Module.compile()` compiles in place, so parameter names, `state_dict()` and saving are unchanged. The mask
+`nn.Module.compile()` compiles in place, so parameter names, `state_dict()` and saving are unchanged. Per layer, the mask
 building, embedding, head and loss stay eager.
 
 Not used with gradient checkpointing (the recomputed forward under Dynamo is not measured here) nor on the Unsloth
