@@ -266,7 +266,8 @@ def inference_main(args: argparse.Namespace, settings, on_gpu: bool) -> int:
     import torch
 
     from emo_hf.data.builder import load_built
-    from emo_hf.trainer import build_model, label_names_of
+    from emo_hf.trainer import build_model
+    from emo_hf.training_data import label_names_of
 
     test = load_built(args.data, "raw")["test"]
     texts = list(test["text"])

@@ -109,7 +109,7 @@ def loss_name(settings) -> str:
 
 
 def subset_indices(n_rows: int, train_subset: int | None, seed: int) -> np.ndarray | None:
-    """The rows `emo_hf.trainer.select_train_rows` keeps for `train_subset` (same generator, same draw)."""
+    """The rows `emo_hf.training_data.select_train_rows` keeps for `train_subset` (same generator, same draw)."""
     if train_subset is None or train_subset >= n_rows:
         return None
     rng = np.random.default_rng(seed)

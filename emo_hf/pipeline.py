@@ -127,7 +127,8 @@ def evaluate_model(
     """
     from .data.builder import load_built
     from .evaluation import write_report
-    from .trainer import TRAINING_INFO_NAME, _build_info, _device_name, label_names_of
+    from .trainer import TRAINING_INFO_NAME, _build_info, _device_name
+    from .training_data import label_names_of
 
     model_dir, data_dir = Path(model_dir), Path(data_dir)
     out_dir = report_dir(model_dir, split, out_dir)

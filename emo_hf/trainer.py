@@ -28,6 +28,8 @@ import numpy as np
 
 from . import distributed
 from .presets import TrainSettings
+from .training_data import (EmbeddingCollator, TextCollator, embedding_columns, load_splits, select_train_rows,
+                            tokenize_splits)
 
 logger = logging.getLogger(__name__)
 
@@ -46,124 +48,6 @@ class TrainResult:
     thresholds: list[float]
     train_seconds: float
     validation_metrics_at_05: dict[str, float]
-
-
-# ----------------------------------------------------------------------------------------------- data
-
-
-def load_splits(data_dir: str | os.PathLike, input_mode: str):
-    """Load the dataset folder that `emo-hf data build` wrote: config `raw` for text mode, `balanced` for embeddings.
-
-    Returns (DatasetDict, label_names). Raises a clear error for a missing folder, config, column or split.
-    """
-    from .data.builder import load_built
-
-    config = "raw" if input_mode == "text" else "balanced"
-    splits = load_built(data_dir, config)
-    for split in ("train", "validation"):
-        if split not in splits:
-            raise ValueError(f"{data_dir} ({config}) has no '{split}' split; it has {list(splits)}.")
-        if len(splits[split]) == 0:
-            raise ValueError(f"The '{split}' split of {data_dir} ({config}) is empty: nothing to train or select on.")
-    needed = ["labels", "text"] if input_mode == "text" else ["labels", "embedding"]
-    for split_name, split in splits.items():
-        missing = [column for column in needed if column not in split.column_names]
-        if missing:
-            raise ValueError(
-                f"The '{split_name}' split of {data_dir} ({config}) lacks column(s) {missing}; it has "
-                f"{split.column_names}. Rebuild it with `emo-hf data build`."
-            )
-    return splits, label_names_of(splits["train"])
-
-
-def label_names_of(split) -> list[str]:
-    """Label names kept in the features (`emotions` is a list of ClassLabel) of a built split."""
-    feature = split.features.get("emotions")
-    names = getattr(getattr(feature, "feature", None), "names", None)
-    if not names:
-        raise ValueError("The dataset has no label names in its features (column 'emotions'); rebuild it with emo-hf data build.")
-    return list(names)
-
-
-def select_train_rows(train, settings: TrainSettings):
-    """Text-mode train-split options: seeded subset, no-emotion undersampling, random oversampling of rare labels."""
-    rng = np.random.default_rng(settings.seed)
-    labels = np.asarray(train["labels"], dtype=np.float32)  # [n, L]
-    indices = np.arange(len(train))
-    if settings.train_subset is not None and settings.train_subset < len(indices):
-        indices = np.sort(rng.choice(indices, size=settings.train_subset, replace=False))
-    if settings.keep_no_emotion < 1.0:
-        empty = indices[labels[indices].sum(axis=1) == 0]
-        dropped = rng.choice(empty, size=len(empty) - int(round(len(empty) * settings.keep_no_emotion)), replace=False)
-        indices = np.setdiff1d(indices, dropped)
-    if settings.train_balance == "random":
-        extra = []
-        for label in range(labels.shape[1]):
-            positives = indices[labels[indices, label] > 0]
-            short = settings.target_per_label - len(positives)
-            if short > 0 and len(positives) > 0:
-                extra.append(rng.choice(positives, size=short, replace=True))
-        if extra:
-            indices = np.concatenate([indices, *extra])
-        rng.shuffle(indices)
-    return train.select(indices.tolist())
-
-
-def _tokenize(splits, tokenizer, max_length: int, format_texts=None):
-    def encode(batch):
-        texts = format_texts(batch["text"]) if format_texts is not None else batch["text"]  # the config's prompt
-        encoded = tokenizer(texts, truncation=True, max_length=max_length)
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
-
-    keep = {"input_ids", "attention_mask", "labels"}
-    return {
-        name: split.map(encode, batched=True, remove_columns=[c for c in split.column_names if c not in keep | {"text"}] + ["text"], desc=f"Tokenizing {name}")
-        for name, split in splits.items()
-    }
-
-
-def _embedding_columns(splits):
-    keep = {"embedding", "labels"}
-    out = {}
-    for name, split in splits.items():
-        split = split.remove_columns([c for c in split.column_names if c not in keep])
-        out[name] = split.rename_column("embedding", "sentence_embeddings")
-    return out
-
-
-class EmbeddingCollator:
-    """Stacks sentence vectors [batch, dim] and multi-hot labels [batch, L]."""
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        import torch
-
-        return {
-            "sentence_embeddings": torch.tensor(np.asarray([f["sentence_embeddings"] for f in features], dtype=np.float32)),
-            "labels": torch.tensor(np.asarray([f["labels"] for f in features], dtype=np.float32)),
-        }
-
-
-class TextCollator:
-    """Dynamic padding to the longest text of the batch; labels stay float multi-hot."""
-
-    def __init__(self, tokenizer):
-        from transformers import DataCollatorWithPadding
-
-        import torch
-
-        # multiples of 8 suit GPU tensor cores; on a CPU they are only extra tokens (~15% more on GoEmotions batches,
-        # docs/benchmarks.md "CPU main job"), and padded positions are masked, so the results are the same
-        self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None)
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        import torch
-
-        from .batching import fill_empty_rows, filler_token_id
-
-        labels = torch.tensor(np.asarray([f.pop("labels") for f in features], dtype=np.float32))
-        batch = self.pad(fill_empty_rows(features, filler_token_id(self.pad.tokenizer)))  # empty rows break attention
-        batch["labels"] = labels
-        return batch
 
 
 # -------------------------------------------------------------------------------------------- trainer
@@ -427,11 +311,11 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
     if settings.input_mode == "text":
         from .batching import BucketPaddingCollator, bucket_lengths
 
-        encoded = _tokenize(eval_splits, model.tokenizer, settings.max_length, model.format_texts)
+        encoded = tokenize_splits(eval_splits, model.tokenizer, settings.max_length, model.format_texts)
         buckets = bucket_lengths(settings.max_length)
         collator = BucketPaddingCollator(model.tokenizer, buckets) if budget else TextCollator(model.tokenizer)
     else:
-        encoded = _embedding_columns(eval_splits)
+        encoded = embedding_columns(eval_splits)
         collator = EmbeddingCollator()
 
     from .checkpoints import fault_point

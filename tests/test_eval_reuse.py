@@ -33,7 +33,7 @@ def test_training_tunes_on_the_best_epochs_own_predictions(goemotions_slice_data
     from emo_hf.metrics import multilabel_metrics
     from emo_hf.pipeline import load_trained_model, split_probabilities
     from emo_hf.presets import get_preset
-    from emo_hf.trainer import load_splits
+    from emo_hf.training_data import load_splits
 
     def no_second_pass(*args, **kwargs):
         raise AssertionError("the validation split was predicted again after training")

@@ -51,7 +51,7 @@ def test_encoder_families_agree_with_the_configuration():
 def _train_two_steps(model, tmp: Path) -> None:
     from transformers import Trainer, TrainingArguments
 
-    from emo_hf.trainer import TextCollator
+    from emo_hf.training_data import TextCollator
 
     encoded = model.tokenizer(TEXTS, truncation=True, max_length=16)
     rows = [{"input_ids": ids, "attention_mask": mask, "labels": [float(i % 2), 1.0, 0.0]}

@@ -112,7 +112,7 @@ def test_embedding_mode_trains_on_the_ismote_rows(goemotions_slice_data, tmp_pat
 def test_text_mode_train_options_sample_the_train_split_only(goemotions_slice_data):
     import datasets
 
-    from emo_hf.trainer import select_train_rows
+    from emo_hf.training_data import select_train_rows
 
     train_split = load_built(goemotions_slice_data, "raw")["train"]
     y = np.asarray(train_split["labels"])
@@ -220,7 +220,7 @@ def _copy(data: Path, tmp_path: Path) -> Path:
 
 
 def test_a_missing_column_is_named(goemotions_slice_data, tmp_path):
-    from emo_hf.trainer import load_splits
+    from emo_hf.training_data import load_splits
 
     data = _copy(goemotions_slice_data, tmp_path)
     path = data / json.loads((data / "build_info.json").read_text())["files"]["raw"]["validation"]
@@ -231,7 +231,7 @@ def test_a_missing_column_is_named(goemotions_slice_data, tmp_path):
 
 
 def test_an_empty_split_is_refused(goemotions_slice_data, tmp_path):
-    from emo_hf.trainer import load_splits
+    from emo_hf.training_data import load_splits
 
     data = _copy(goemotions_slice_data, tmp_path)
     path = data / json.loads((data / "build_info.json").read_text())["files"]["raw"]["validation"]
