@@ -11,8 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 
-# torch.compile modes that record CUDA graphs. Refused per layer: each compiled layer's CUDA graph writes its output into memory
-# that the same graph's next replay (the next layer) overwrites while that layer still reads it as its residual
+# torch.compile modes that record CUDA graphs. Refused per layer: each compiled layer's CUDA graph writes its output
+# into memory that the same graph's next replay (the next layer) overwrites while that layer still reads it as residual
 # (measured on the H200, 2026-12-02, docs/benchmarks.md "One graph per layer kind"). It is the documented limitation
 # of CUDA graph trees for one compiled function called again on its own output (PyTorch's "CUDAGraph Trees" page,
 # "Limitations"; pytorch/pytorch#170604, open). compile_scope="stack" puts the whole layer loop in one compiled region

@@ -264,10 +264,10 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
         if last is None:
             raise FileNotFoundError(f"--resume: no checkpoint under {checkpoints}. Start without --resume.")
         saved = json.loads((out_dir / "train_settings.json").read_text()) if (out_dir / "train_settings.json").is_file() else None
-        known = {f.name for f in dataclasses.fields(TrainSettings)}
-        if saved is not None and set(saved) - known:
+        unknown = sorted(set(saved or {}) - {f.name for f in dataclasses.fields(TrainSettings)})
+        if unknown:
             raise ValueError(f"--resume: {out_dir / 'train_settings.json'} has settings this emo_hf does not know "
-                             f"({sorted(set(saved) - known)}): the run was started by a newer emo_hf. Upgrade it "
+                             f"({unknown}): the run was started by a newer emo_hf. Upgrade it "
                              "(pip install -U emo-hf) and resume again.")
         if saved is not None and "compile" not in saved and saved.get("unsloth") is True:
             saved["unsloth"] = None  # written before 2026-12-02, when unsloth=True meant "where installed" (now: unset)

@@ -38,8 +38,8 @@
 #   1. the 40-layer bench as in 'speed', --parallel 4 (six children ran Unsloth's embedding row out of memory), while
 #      the 0.5B's and Gemma's parts arrive;
 #   2. bench/gpu_profile.py on the real 0.5B: after,after+compile; then after+compile-ro (CUDA graphs) in a process
-#      and cache of its own (it failed on the H200; 'compile-ro' is no longer a gpu_profile modifier, so this profile
-#      now fails at once and the schedule goes on with --compile);
+#      and cache of its own (it failed on the H200; per-layer CUDA graphs are now refused, so this profile and the
+#      q05-ro job fail at once and the schedule goes on with --compile);
 #   3. 2 epochs with the faster of --compile / --compile-mode reduce-overhead (cold), then Unsloth 16-bit
 #      (--no-compile --unsloth), then the faster one again on the first's warm cache, then Gemma 3 270M's 2-epoch
 #      preset (its reload check), then the slower compile mode, then eager (--no-compile); a job starts only before
@@ -146,13 +146,29 @@ bench24() {  # NAME: bench/gpu_train.py at 40 layers (SMOKE: the CPU logic check
   echo "$(date -u +%T) $1: $(cat "$dir/status")"
 }
 
-faster_with_compile() {  # PROFILE_JSON: true when after+compile's step is >10% faster than after's
-  python - "$1" <<'PY'
+step_ms() {  # PROFILE_JSON VARIANT: its wall ms per step, or nothing
+  python - "$1" "$2" <<'PY'
 import json, sys
-rows = {r["variant"]: r for r in json.load(open(sys.argv[1]))["results"] if r.get("status") == "ok"}
-a, c = rows.get("after"), rows.get("after+compile")
-sys.exit(0 if a and c and c["wall_ms_per_step"] < 0.9 * a["wall_ms_per_step"] else 1)
+try:
+    rows = {r["variant"]: r for r in json.load(open(sys.argv[1]))["results"] if r.get("status") == "ok"}
+except (OSError, ValueError, KeyError):
+    rows = {}
+if sys.argv[2] in rows:
+    print(rows[sys.argv[2]]["wall_ms_per_step"])
 PY
+}
+
+faster_with_compile() {  # PROFILE_JSON: true when after+compile's step is >10% faster than after's
+  local a c
+  a=$(step_ms "$1" after); c=$(step_ms "$1" after+compile)
+  [[ -n $a && -n $c ]] && python -c "import sys; sys.exit(0 if $c < 0.9 * $a else 1)"
+}
+
+convert_when_staged() {  # GGUF: once it has arrived, convert it to its cached bf16 folder (~73 s), log in $RES
+  # On 2 threads at the lowest priority: on 2026-12-02 this conversion, with torch's default 16 threads, slowed the
+  # host-bound rows timed meanwhile (the Unsloth original configuration 1.6x).
+  wait_for_file "$1" 1800 && OMP_NUM_THREADS=2 nice -n 19 python -c "import sys; from emo_hf.backbones.loading \
+import backbone_source; print(backbone_source(sys.argv[1]))" "$1" > "$RES/convert-$(basename "$1" .gguf).log" 2>&1
 }
 
 speed_schedule() {  # STAGE DATA
@@ -161,11 +177,7 @@ speed_schedule() {  # STAGE DATA
   mkdir -p "$RES"
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
   echo "$(date -u +%T) speed schedule started; git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
-  # Convert the 0.5B's GGUF to its bf16 folder (~73 s, cached) while the 24B bench runs; on 2026-12-02 this
-  # conversion, with torch's default 16 threads, slowed the host-bound rows timed meanwhile (the Unsloth original
-  # configuration 1.6x): now on 2 threads at the lowest priority.
-  (wait_for_file "$q05" 1800 && OMP_NUM_THREADS=2 nice -n 19 python -c "import sys; from emo_hf.backbones.loading import backbone_source; \
-    print(backbone_source(sys.argv[1]))" "$q05" > "$RES/convert-q05.log" 2>&1) &
+  convert_when_staged "$q05" &
   bench24 train-24b-40
   wait
   [[ -e $q05 ]] || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
@@ -183,17 +195,6 @@ speed_schedule() {  # STAGE DATA
   echo done > "$RES/ALL_DONE"
 }
 
-step_ms() {  # PROFILE_JSON VARIANT: its wall ms per step, or nothing
-  python - "$1" "$2" <<'PY'
-import json, sys
-try:
-    rows = {r["variant"]: r for r in json.load(open(sys.argv[1]))["results"] if r.get("status") == "ok"}
-except (OSError, ValueError, KeyError):
-    rows = {}
-if sys.argv[2] in rows:
-    print(rows[sys.argv[2]]["wall_ms_per_step"])
-PY
-}
 
 graphs_schedule() {  # STAGE DATA
   local stage=$1 data=$2
@@ -202,8 +203,7 @@ graphs_schedule() {  # STAGE DATA
   export DEADLINE=${DEADLINE:-$(( $(date +%s) + 1150 ))}
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
   echo "$(date -u +%T) graphs schedule started; git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'); deadline $(date -u -d @"$DEADLINE" +%T)"
-  (wait_for_file "$q05" 1800 && OMP_NUM_THREADS=2 nice -n 19 python -c "import sys; from emo_hf.backbones.loading import backbone_source; \
-    print(backbone_source(sys.argv[1]))" "$q05" > "$RES/convert-q05.log" 2>&1) &
+  convert_when_staged "$q05" &
   BENCH24_PARALLEL=4 bench24 train-24b-40
   wait
   [[ -e $q05 ]] || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
