@@ -25,6 +25,8 @@ Configs (each one subprocess per engine and layer count; a failed child, e.g. OO
                  longest) and 'max' (unsorted, padded to 51 tokens); --text-budgets adds the library's token-budget
                  batches (emo_hf.batching, padded to bucket lengths; the timed batches are spread evenly over the
                  epoch's batches by padded size, so their mean stands for the epoch's)
+  text-nockpt    the same text rows without gradient checkpointing (each layer's activations kept for the backward,
+                 as the memory plan chooses on a card that holds them; ~60 GiB at 4,096 tokens and 40 layers)
   inference      (--inference) model.predict_proba on texts of GoEmotions lengths, batch 64, no grad, 4-bit
 Engines: 'unsloth' (load_for_training(use_unsloth=True)), 'bnb' (transformers + bitsandbytes NF4 + peft), 'cpu'.
 Children run in waves of --parallel: they import, load and warm up (the first, compiling step) side by side, then
@@ -56,7 +58,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = ("original", "embedding-big", "text", "inference")
+# text-nockpt: the text rows without gradient checkpointing (what the memory plan picks on a card that holds the
+# activations: ~60 GiB at 4,096 tokens for 40 layers), so no forward is computed twice.
+CONFIGS = ("original", "embedding-big", "text", "text-nockpt", "inference")
 NUM_LABELS = 28
 # Token counts of the 43,410 GoEmotions train texts under the Tekken BPE (mistral_common's tekken_240911.json,
 # 130,072 ranks, taken to be Mistral Small 3.1's vocabulary) plus 1 for BOS, for lengths 2, 3, ..., 51; the 33 texts
@@ -71,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cpu", action="store_true", help="smoke test: CPU, fp32, no quantisation, engine 'cpu'")
     p.add_argument("--engines", default=None, help="comma list of unsloth,bnb,cpu (default unsloth,bnb; --cpu: cpu)")
-    p.add_argument("--configs", default="original,embedding-big,text", help=f"comma list of {','.join(CONFIGS[:3])}")
+    p.add_argument("--configs", default="original,embedding-big,text", help=f"comma list of {','.join(CONFIGS[:4])}")
     p.add_argument("--inference", action="store_true", help="also the 'inference' config (predict_proba, batch 64)")
     p.add_argument("--layers", type=int, default=2, help="decoder layers (the real model has 40)")
     p.add_argument("--layers-list", default=None, help="e.g. 2,4: the first count runs every config, later counts "
@@ -176,11 +180,12 @@ def child_main(args: argparse.Namespace) -> int:
     gate("load", args)
 
     started = time.perf_counter()
-    mode = "text" if args.only in ("text", "inference") else "embedding"
+    mode = "text" if args.only in ("text", "text-nockpt", "inference") else "embedding"
     soft = args.soft_tokens if args.only == "embedding-big" else 1
     model = load_for_training(args.base, labels=[f"label_{i}" for i in range(NUM_LABELS)], input_mode=mode,
                               device=device, max_length=args.max_length, load_in_4bit=on_gpu,
-                              use_unsloth=args.engine == "unsloth", gradient_checkpointing=True,
+                              use_unsloth=args.engine == "unsloth",
+                              gradient_checkpointing=args.only != "text-nockpt",
                               num_soft_tokens=soft, encoder_dim=384, focal_gamma=2.0)
     timings["load_s"] = time.perf_counter() - started
     trainable, total = count_parameters(model)
@@ -273,7 +278,7 @@ def child_main(args: argparse.Namespace) -> int:
         steps = [[embedding_batch(size)] for _ in range(n)]
         prepared.append((dict(variant=f"largest fitting ({' '.join(tried)})", batch=size, grad_accum=1,
                               soft_tokens=soft), steps, train_step, size, size * soft, size * soft))
-    elif args.only == "text":
+    elif args.only in ("text", "text-nockpt"):
         for budget in ints(args.text_budgets.replace("none", "")):
             from emo_hf.batching import TokenBudgetBatchSampler, bucket_lengths, bucket_of
 
@@ -655,7 +660,8 @@ def markdown(rows: list[dict], fits: list[dict], to_layers: int, env: dict) -> s
         "transformers", "peft", "bitsandbytes", "unsloth") and v}
     out = [f"{env.get('gpu') or 'CPU'}, torch {env.get('torch')}, CUDA {env.get('cuda')}, "
            + ", ".join(f"{k} {v}" for k, v in versions.items()) + "; random-weight Mistral, "
-           + ("4-bit, bf16 autocast, gradient checkpointing" if env.get("gpu") else "fp32, no quantisation")
+           + ("4-bit, bf16 autocast, gradient checkpointing (not in text-nockpt)" if env.get("gpu")
+              else "fp32, no quantisation")
            + f", shape {env.get('shape')}, LoRA r=16, focal loss. Step = one optimizer step; tokens = real (non-pad) tokens; "
            "TFLOP/s = 6 * N_active * tokens / time (inference: 2 * N_active).", "",
            "| engine | layers | config | variant | batch x accum | step (ms) | samples/s | tokens/s | pad % "

@@ -44,6 +44,14 @@
 #      (--no-compile --unsloth), then the faster one again on the first's warm cache, then Gemma 3 270M's 2-epoch
 #      preset (its reload check), then the slower compile mode, then eager (--no-compile); a job starts only before
 #      $DEADLINE (epoch seconds; default start + 1150 s) so the lease can still collect.
+# SCHEDULE=stack (issue 12, 2026-12-02 third lease; DATA28 unused), every job alone, caches as in 'graphs':
+#   1. the 40-layer bench, text rows at 4,096 tokens with and without gradient checkpointing, both stacks, two
+#      children at a time (two unchecked ones warming up together would not fit), while the
+#      0.5B's and Gemma's parts arrive;
+#   2. bench/gpu_profile.py on the real 0.5B: after,after+stack (per-layer regions, then the whole layer loop as one
+#      compiled region), then after+stack-ro (the same with CUDA graphs) in a process and cache of its own;
+#   3. 2 epochs with the fastest of the three, cold, then on its warm cache; Unsloth 16-bit (the speed of importing
+#      it first); Gemma 3 270M's 2-epoch preset (its reload check); each only before $DEADLINE.
 # SMOKE=1 runs a schedule on a CPU in minutes (tiny slices, 1 epoch, no 4-bit): the check of this script.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -130,15 +138,17 @@ schedule() {  # STAGE DATA DATA28
 }
 
 bench24() {  # NAME: bench/gpu_train.py at 40 layers (SMOKE: the CPU logic check at 1 tiny layer)
+  # BENCH24_CONFIGS / BENCH24_BUDGETS / BENCH24_ROWS (text rows of fixed size; "" = none) choose the rows.
   local dir=$RES/$1 args
+  local configs=${BENCH24_CONFIGS:-original,embedding-big,text} rows=${BENCH24_ROWS-64}
   rm -rf "$dir"; mkdir -p "$dir"; echo running > "$dir/status"
   if [[ -n ${SMOKE:-} ]]; then
     args=(--cpu --hidden 64 --intermediate 128 --heads 4 --kv-heads 2 --vocab 1000 --layers 1 --big-batches 64
-          --text-budgets 512 --text-batches 16 --text-variants grouped)
+          --configs "$configs" --text-budgets 512 --text-batches "${rows:+16}" --text-variants grouped)
   else
-    args=(--prequantized --layers 40 --engines unsloth,bnb --configs original,embedding-big,text --big-batches 4096
-          --text-batches 64 --text-variants grouped --text-budgets 4096,8192 --steps 4 --repeats 2
-          --parallel "${BENCH24_PARALLEL:-6}" --budget "${BENCH24_BUDGET:-420}")
+    args=(--prequantized --layers 40 --engines unsloth,bnb --configs "$configs" --big-batches 4096
+          --text-batches "$rows" --text-variants grouped --text-budgets "${BENCH24_BUDGETS:-4096,8192}" --steps 4
+          --repeats 2 --parallel "${BENCH24_PARALLEL:-6}" --budget "${BENCH24_BUDGET:-420}")
   fi
   if python "$REPO/bench/gpu_train.py" "${args[@]}" --scratch "$dir/scratch" --json "$dir/gpu_train.json" \
        > "$dir/gpu_train.md" 2> "$dir/gpu_train.progress.txt"; then echo ok > "$dir/status"; else echo failed > "$dir/status"; fi
@@ -226,6 +236,44 @@ graphs_schedule() {  # STAGE DATA
   echo done > "$RES/ALL_DONE"
 }
 
+stack_schedule() {  # STAGE DATA
+  local stage=$1 data=$2
+  local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
+  mkdir -p "$RES"
+  export DEADLINE=${DEADLINE:-$(( $(date +%s) + 1150 ))}
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+  echo "$(date -u +%T) stack schedule started; git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'); deadline $(date -u -d @"$DEADLINE" +%T)"
+  convert_when_staged "$q05" &
+  BENCH24_CONFIGS=text,text-nockpt BENCH24_BUDGETS=4096 BENCH24_ROWS="" BENCH24_PARALLEL=2 \
+    BENCH24_BUDGET=${BENCH24_BUDGET:-330} bench24 train-24b-nockpt
+  wait
+  [[ -e $q05 ]] || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
+  profile profile-q05 --data "$data" --preset qwen2.5-0.5b --backbone "$q05" --warmup 8 --variants after,after+stack
+  profile profile-q05-ro --data "$data" --preset qwen2.5-0.5b --backbone "$q05" --warmup 8 --variants after+stack-ro
+  local layers stack ro
+  layers=$(step_ms "$RES/profile-q05/profile.json" after)
+  stack=$(step_ms "$RES/profile-q05/profile.json" after+stack)
+  ro=$(step_ms "$RES/profile-q05-ro/profile.json" after+stack-ro)
+  echo "$(date -u +%T) profiled ms/step: layers ${layers:-failed}, stack ${stack:-failed}, stack + CUDA graphs ${ro:-failed}"
+  # The fastest profiled scope trains 2 epochs cold, then again on its own warm cache.
+  local best=(--compile) name=q05-layers
+  python - "${layers:-inf}" "${stack:-inf}" "${ro:-inf}" > "$RES/best.txt" <<'PY'
+import sys
+times = dict(zip(("layers", "stack", "ro"), map(float, sys.argv[1:])))
+print(min(times, key=times.get))
+PY
+  case $(cat "$RES/best.txt") in
+    stack) best=(--compile --compile-scope stack) name=q05-stack ;;
+    ro) best=(--compile --compile-scope stack --compile-mode reduce-overhead) name=q05-stack-ro ;;
+  esac
+  job "$name" "$data" qwen2.5-0.5b "$q05" "${best[@]}"
+  INDUCTOR_CACHE=$RES/$name/inductor-cache job "$name-warm" "$data" qwen2.5-0.5b "$q05" "${best[@]}"
+  job q05-unsloth16 "$data" qwen2.5-0.5b "$q05" --no-compile --unsloth
+  if wait_for_file "$gemma" 60; then job gemma-2ep "$data" gemma3-270m "$gemma"; fi
+  echo "$(date -u +%T) schedule done"
+  echo done > "$RES/ALL_DONE"
+}
+
 status() {
   for d in "$RES"/*/; do
     [[ -f $d/status ]] || continue
@@ -258,9 +306,9 @@ case ${1:-} in
   start) shift; mkdir -p "$RES"; setsid nohup bash "$0" schedule "$@" > "$RES/master.log" 2>&1 < /dev/null &
          echo "started: log $RES/master.log" ;;
   schedule) shift
-            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; *) schedule "$@" ;; esac ;;
+            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; *) schedule "$@" ;; esac ;;
   status) status ;;
   wait) wait_for_file "$RES/${3:-ALL_DONE}" "${2:?seconds}"; status; tail -5 "$RES/master.log" ;;
   collect) collect ;;
-  *) sed -n '2,45p' "$0"; exit 2 ;;
+  *) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 2 ;;
 esac
