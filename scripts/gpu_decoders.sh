@@ -249,7 +249,9 @@ stack_schedule() {  # STAGE DATA
   wait
   [[ -e $q05 ]] || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
   profile profile-q05 --data "$data" --preset qwen2.5-0.5b --backbone "$q05" --warmup 8 --variants after,after+stack
-  profile profile-q05-ro --data "$data" --preset qwen2.5-0.5b --backbone "$q05" --warmup 8 --variants after+stack-ro
+  # 40 warm-up steps: CUDA graphs record one graph per batch shape (~16 here), so fewer would leave recordings in
+  # the profiled steps.
+  profile profile-q05-ro --data "$data" --preset qwen2.5-0.5b --backbone "$q05" --warmup 40 --variants after+stack-ro
   local layers stack ro
   layers=$(step_ms "$RES/profile-q05/profile.json" after)
   stack=$(step_ms "$RES/profile-q05/profile.json" after+stack)
