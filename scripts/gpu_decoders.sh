@@ -276,6 +276,17 @@ PY
   echo done > "$RES/ALL_DONE"
 }
 
+finish_schedule() {  # STAGE DATA: what the stack schedule left, when its cold stack compile took the lease's time
+  local stage=$1 data=$2
+  local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
+  echo "$(date -u +%T) finish schedule started; deadline $(date -u -d @"$DEADLINE" +%T)"
+  job q05-layers "$data" qwen2.5-0.5b "$q05"
+  job gemma-2ep "$data" gemma3-270m "$gemma"
+  job q05-unsloth16 "$data" qwen2.5-0.5b "$q05" --no-compile --unsloth
+  echo "$(date -u +%T) schedule done"
+  echo done > "$RES/ALL_DONE"
+}
+
 status() {
   for d in "$RES"/*/; do
     [[ -f $d/status ]] || continue
@@ -308,7 +319,7 @@ case ${1:-} in
   start) shift; mkdir -p "$RES"; setsid nohup bash "$0" schedule "$@" > "$RES/master.log" 2>&1 < /dev/null &
          echo "started: log $RES/master.log" ;;
   schedule) shift
-            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; *) schedule "$@" ;; esac ;;
+            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
   status) status ;;
   wait) wait_for_file "$RES/${3:-ALL_DONE}" "${2:?seconds}"; status; tail -5 "$RES/master.log" ;;
   collect) collect ;;

@@ -1,0 +1,87 @@
+#!/usr/bin/env python
+"""Is `torch.compiler.nested_compile_region` safe for `--compile-scope stack`? Logits and LoRA gradients of a tiny
+random Qwen2 classifier whose decoder layers are marked as one nested region (traced once, reused by every layer),
+compiled as one stack, against the same model in eager mode, over three batch shapes.
+
+    python bench/nested_region_check.py --layers 8 --backend aot_eager   # Dynamo + AOTAutograd only
+    python bench/nested_region_check.py --layers 8 --backend inductor    # with code generation (~1-2 min on 2 cores)
+
+Why: `--compile-scope stack` compiles all layers as one region (the scope where CUDA graphs work), and its cold
+compile took 142 s against 20 s per layer on the H200 (docs/benchmarks.md, "The whole layer loop as one compiled
+region"); a nested region would trace one layer instead of 24. Prints one line per shape: how many gradient tensors
+differ from eager (rtol 1e-3), and the first few. The library does not use nested regions (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import torch
+
+TEXTS = ["i love this", "so sad that day was awful", "what a great day !", "why would you do that ?"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--backend", default="inductor")
+    p.add_argument("--no-nested", action="store_true", help="the plain stack scope, for comparison")
+    p.add_argument("--no-donated-buffer", action="store_true", help="torch._functorch.config.donated_buffer=False")
+    args = p.parse_args()
+    if args.no_donated_buffer:
+        import torch._functorch.config
+
+        torch._functorch.config.donated_buffer = False
+
+    from transformers import AutoModel
+
+    from emo_hf.backbones import load_for_training
+    from emo_hf.backbones.compilation import compile_layers, repeated_layers
+    from emo_hf.backbones.tiny import make_family_config, make_family_tokenizer
+
+    folder = Path(tempfile.mkdtemp(prefix="nested-region-")) / "qwen2"
+    tokenizer = make_family_tokenizer("qwen2")
+    config = make_family_config("qwen2", len(tokenizer), tokenizer, hidden_size=64, num_layers=args.layers)
+    torch.manual_seed(0)
+    AutoModel.from_config(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    models = [load_for_training(str(folder), labels=["a", "b", "c"], lora={"r": 2}, max_length=32) for _ in range(2)]
+    eager, compiled = models
+    compiled.load_state_dict(eager.state_dict())
+    for model in models:
+        model.dropout.p = 0.0
+    if not args.no_nested:  # one marked function shared by every layer, bound to each
+        layers = repeated_layers(compiled.backbone)
+        marked = torch.compiler.nested_compile_region(type(layers[0]).forward)
+        for layer in layers:
+            layer.forward = types.MethodType(marked, layer)
+    compile_layers(compiled.backbone, scope="stack", backend=args.backend)
+
+    started = time.perf_counter()
+    for rows, pad_to in [(4, 8), (3, 16), (2, 24)]:
+        batch = eager.tokenizer(TEXTS[:rows], padding="max_length", max_length=pad_to, return_tensors="pt")
+        labels = torch.tensor([[1.0, 0.0, 1.0]] * rows)
+        results = []
+        for model in models:
+            model.zero_grad()
+            out = model(**batch, labels=labels)
+            out.loss.backward()
+            grads = {n: q.grad.clone() for n, q in model.named_parameters() if q.grad is not None}
+            results.append((out.logits.detach(), grads))
+        (want_logits, want), (got_logits, got) = results
+        bad = [n for n, g in want.items() if not torch.allclose(got[n], g, rtol=1e-3, atol=1e-5)]
+        print(f"{'nested' if not args.no_nested else 'stack'} {args.backend} L{args.layers} rows {rows} x {pad_to}: "
+              f"logits {'match' if torch.allclose(got_logits, want_logits, rtol=1e-4, atol=1e-5) else 'DIFFER'}, "
+              f"{len(bad)} of {len(want)} gradients differ {bad[:3]}", flush=True)
+    print(f"{time.perf_counter() - started:.1f} s for the three shapes (compiling included)")
+    shutil.rmtree(folder.parent)  # the random model this script wrote
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
