@@ -245,7 +245,6 @@ def run_ablation(
     shared = {"preset": preset, "backbone": base.backbone, "epochs": base.epochs, "learning_rate": base.learning_rate,
               "batch_size": base.batch_size, "train_subset": base.train_subset, "seed": base.seed,
               "target_per_label": target_per_label, "keep_no_emotion": KEEP_NO_EMOTION}
-    out.mkdir(parents=True, exist_ok=True)
     settings_path = out / SETTINGS_FILE
     if settings_path.is_file():
         before = json.loads(settings_path.read_text())
@@ -253,29 +252,32 @@ def run_ablation(
             changed = {k: (before.get(k), shared.get(k)) for k in shared if before.get(k) != shared.get(k)}
             raise ValueError(f"{out} holds an ablation run with other settings (was -> now: {changed}); pass the same "
                              "options to continue it, or use a new --out.")
-    else:
-        settings_path.write_text(json.dumps(shared, indent=2) + "\n")
 
     todo = [n for n in names if not (out / n / "report.json").is_file()]
     for n in names:
         if n not in todo:
             print(f"[{names.index(n) + 1}/{len(names)}] {n}: done already ({out / n / 'report.json'}), skipped", flush=True)
+    data: dict = {}
     if todo:
         balances = list(dict.fromkeys(VARIANTS[n].data_balance for n in todo))
         data = ensure_data(source, out, balances, target_per_label=target_per_label, seed=base.seed,
                            train_subset=base.train_subset, cache_dir=cache_dir, show_progress=show_progress)
-        for n in todo:
-            variant = VARIANTS[n]
-            settings = variant_settings(base, variant, target_per_label)
-            position = f"[{names.index(n) + 1}/{len(names)}] {n}"
-            print(f"{position}: start ({variant.input_mode} mode, {variant.balancing}, {loss_name(settings)}, "
-                  f"data {data[variant.data_balance].name})", flush=True)
-            started = time.time()
-            run_variant(variant, settings, data[variant.data_balance], out / n, show_progress=show_progress)
-            row = variant_row(variant, out / n)
-            print(f"{position}: end in {time.time() - started:.0f} s, validation macro-F1 {row['val_macro_f1_tuned']:.4f} "
-                  f"(tuned), test macro-F1 {row['test_macro_f1_tuned']:.4f} (tuned) / {row['test_macro_f1_at_0.5']:.4f} "
-                  f"(0.5)", flush=True)
+    # Written once the data is there, so a wrong --source leaves no folder behind that claims a run.
+    out.mkdir(parents=True, exist_ok=True)
+    if not settings_path.is_file():
+        settings_path.write_text(json.dumps(shared, indent=2) + "\n")
+    for n in todo:
+        variant = VARIANTS[n]
+        settings = variant_settings(base, variant, target_per_label)
+        position = f"[{names.index(n) + 1}/{len(names)}] {n}"
+        print(f"{position}: start ({variant.input_mode} mode, {variant.balancing}, {loss_name(settings)}, "
+              f"data {data[variant.data_balance].name})", flush=True)
+        started = time.time()
+        run_variant(variant, settings, data[variant.data_balance], out / n, show_progress=show_progress)
+        row = variant_row(variant, out / n)
+        print(f"{position}: end in {time.time() - started:.0f} s, validation macro-F1 {row['val_macro_f1_tuned']:.4f} "
+              f"(tuned), test macro-F1 {row['test_macro_f1_tuned']:.4f} (tuned) / {row['test_macro_f1_at_0.5']:.4f} "
+              f"(0.5)", flush=True)
 
     rows = [variant_row(VARIANTS[n], out / n) for n in VARIANTS if (out / n / "report.json").is_file()]
     summary = {

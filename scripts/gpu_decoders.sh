@@ -52,6 +52,9 @@
 #      compiled region), then after+stack-ro (the same with CUDA graphs) in a process and cache of its own;
 #   3. 2 epochs with the fastest of the three, cold, then on its warm cache; Unsloth 16-bit (the speed of importing
 #      it first); Gemma 3 270M's 2-epoch preset (its reload check); each only before $DEADLINE.
+#   On 2026-12-02 the two cold stack compiles took ~10 min: only the first 2-epoch job ran.
+# SCHEDULE=finish (DATA28 unused): the 2-epoch jobs no lease has reached yet, alone, each only before $DEADLINE:
+#   the preset, Gemma 3 270M's preset (its reload check), Unsloth 16-bit imported first.
 # SMOKE=1 runs a schedule on a CPU in minutes (tiny slices, 1 epoch, no 4-bit): the check of this script.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -279,6 +282,8 @@ PY
 finish_schedule() {  # STAGE DATA: what the stack schedule left, when its cold stack compile took the lease's time
   local stage=$1 data=$2
   local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
+  mkdir -p "$RES"
+  export DEADLINE=${DEADLINE:-$(( $(date +%s) + 1150 ))}
   echo "$(date -u +%T) finish schedule started; deadline $(date -u -d @"$DEADLINE" +%T)"
   job q05-layers "$data" qwen2.5-0.5b "$q05"
   job gemma-2ep "$data" gemma3-270m "$gemma"

@@ -74,15 +74,17 @@ def test_gpu_only_options_fail_clearly_on_cpu(tiny_mistral_dir):
         load_for_training(tiny_mistral_dir, labels=LABELS, device="cuda")
 
 
-@pytest.mark.parametrize("flags, first", [
-    (["--preset", "mistral-small-24b"], True),  # 4-bit through Unsloth: imported before transformers and peft
-    (["--preset", "mistral-small-24b", "--no-unsloth"], False),
-    (["--preset", "qwen2.5-0.5b"], False),  # 4-bit left to the memory plan: not known before loading
-    (["--preset", "qwen2.5-0.5b", "--no-compile", "--unsloth"], True),
+@pytest.mark.parametrize("command, flags, first", [
+    ("train", ["--preset", "mistral-small-24b"], True),  # 4-bit through Unsloth: imported before transformers, peft
+    ("train", ["--preset", "mistral-small-24b", "--no-unsloth"], False),
+    ("train", ["--preset", "qwen2.5-0.5b"], False),  # 4-bit left to the memory plan: not known before loading
+    ("train", ["--preset", "qwen2.5-0.5b", "--no-compile", "--unsloth"], True),
+    ("ablate", ["--preset", "mistral-small-24b"], True),
+    ("ablate", ["--preset", "minilm"], False),
 ])
-def test_train_imports_unsloth_before_transformers_when_it_will_use_it(tmp_path, flags, first):
-    """`emo-hf train` on a (pretended) GPU with a stand-in `unsloth` package that records what was imported before it;
-    the run then stops at the missing dataset folder."""
+def test_train_imports_unsloth_before_transformers_when_it_will_use_it(tmp_path, command, flags, first):
+    """`emo-hf train` / `ablate` on a (pretended) GPU with a stand-in `unsloth` package that records what was imported
+    before it; the run then stops at the missing dataset folder, having written nothing."""
     import os
     import subprocess
 
@@ -93,12 +95,14 @@ def test_train_imports_unsloth_before_transformers_when_it_will_use_it(tmp_path,
         "import os, sys\n"
         "open(os.environ['UNSLOTH_RECORD'], 'w').write(' '.join(m for m in ('transformers', 'peft') if m in sys.modules))\n")
     code = ("import sys, torch; torch.cuda.is_available = lambda: True; from emo_hf.cli import main; "
-            f"sys.exit(main(['train', '--data', {str(tmp_path / 'missing')!r}, '--out', {str(tmp_path / 'out')!r}, "
+            f"sys.exit(main([{command!r}, {'--data' if command == 'train' else '--source'!r}, "
+            f"{str(tmp_path / 'missing')!r}, '--out', {str(tmp_path / 'out')!r}, "
             f"*{flags!r}]))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")]),
            "UNSLOTH_RECORD": str(record)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "missing" in done.stderr, done.stderr[-2000:]  # the data folder's one-line error
+    assert not (tmp_path / "out").exists()
     assert record.exists() is first, done.stderr[-2000:]
     if first:
         assert record.read_text() == ""  # neither transformers nor peft came before it

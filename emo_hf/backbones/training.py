@@ -96,7 +96,7 @@ def import_unsloth_first(*, unsloth: bool | None, load_in_4bit: bool | None, lor
     ("Unsloth should be imported before [transformers, peft] ... Your code may run slower"), as it did in every
     `emo-hf train` through Unsloth up to 2026-12-02 (bench/gpu_train.py's children imported it first).
 
-    Called by the `train` and `run` commands before they import the trainer. Settings that say so:
+    Called by the `train`, `run` and `ablate` commands before they import the trainer. Settings that say so:
     `unsloth=True`, or `unsloth` unset with `load_in_4bit=True` and LoRA (load_for_training's rule) on a CUDA GPU
     with Unsloth installed. Where the memory plan is left to pick 4-bit (`load_in_4bit` unset), it is not known yet
     and Unsloth is imported later, with its warning. Nothing happens once transformers is imported (too late)."""

@@ -57,6 +57,11 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..backbones.training import import_unsloth_first
+    from ..presets import get_preset
+
+    preset = get_preset(args.preset)  # every variant trains through the preset's stack
+    import_unsloth_first(unsloth=preset.unsloth, load_in_4bit=preset.load_in_4bit, lora=bool(preset.lora_r))
     from ..ablation import run_ablation
 
     source = args.source or os.environ.get(GOEMOTIONS_ENV)
