@@ -209,13 +209,17 @@ speed_schedule() {  # STAGE DATA
 }
 
 
-graphs_schedule() {  # STAGE DATA
-  local stage=$1 data=$2
-  local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
+schedule_started() {  # NAME: RES made, DEADLINE set (default: now + 1150 s) and exported, the card and start logged
   mkdir -p "$RES"
   export DEADLINE=${DEADLINE:-$(( $(date +%s) + 1150 ))}
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-  echo "$(date -u +%T) graphs schedule started; git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'); deadline $(date -u -d @"$DEADLINE" +%T)"
+  echo "$(date -u +%T) $1 schedule started; git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'); deadline $(date -u -d @"$DEADLINE" +%T)"
+}
+
+graphs_schedule() {  # STAGE DATA
+  local stage=$1 data=$2
+  local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
+  schedule_started graphs
   convert_when_staged "$q05" &
   BENCH24_PARALLEL=4 bench24 train-24b-40
   wait
@@ -242,10 +246,7 @@ graphs_schedule() {  # STAGE DATA
 stack_schedule() {  # STAGE DATA
   local stage=$1 data=$2
   local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
-  mkdir -p "$RES"
-  export DEADLINE=${DEADLINE:-$(( $(date +%s) + 1150 ))}
-  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-  echo "$(date -u +%T) stack schedule started; git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'); deadline $(date -u -d @"$DEADLINE" +%T)"
+  schedule_started stack
   convert_when_staged "$q05" &
   BENCH24_CONFIGS=text,text-nockpt BENCH24_BUDGETS=4096 BENCH24_ROWS="" BENCH24_PARALLEL=2 \
     BENCH24_BUDGET=${BENCH24_BUDGET:-330} bench24 train-24b-nockpt
@@ -282,9 +283,7 @@ PY
 finish_schedule() {  # STAGE DATA: what the stack schedule left, when its cold stack compile took the lease's time
   local stage=$1 data=$2
   local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
-  mkdir -p "$RES"
-  export DEADLINE=${DEADLINE:-$(( $(date +%s) + 1150 ))}
-  echo "$(date -u +%T) finish schedule started; deadline $(date -u -d @"$DEADLINE" +%T)"
+  schedule_started finish
   job q05-layers "$data" qwen2.5-0.5b "$q05"
   job gemma-2ep "$data" gemma3-270m "$gemma"
   job q05-unsloth16 "$data" qwen2.5-0.5b "$q05" --no-compile --unsloth
