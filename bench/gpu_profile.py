@@ -249,7 +249,8 @@ class SyncSites:
 
 MODIFIERS = {"compile": dict(compile=True), "unsloth": dict(unsloth=True), "plain": dict(prompt="plain"),
              "eager": dict(compile=False), "stack": dict(compile=True, compile_scope="stack"),
-             "stack-ro": dict(compile=True, compile_scope="stack", compile_mode="reduce-overhead")}
+             "stack-ro": dict(compile=True, compile_scope="stack", compile_mode="reduce-overhead"),
+             "workers0": dict(dataloader_workers=0)}  # batches built in the loop (the default on a GPU: 2 workers)
 
 
 def apply_modifiers(settings, modifiers: list[str]):

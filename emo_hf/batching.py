@@ -230,8 +230,11 @@ def token_budget_dataloader(trainer, dataset, max_tokens: int, buckets: Sequence
     lengths = [len(ids) for ids in dataset["input_ids"]]
     sampler = TokenBudgetBatchSampler(lengths, max_tokens, buckets, seed=seed, shuffle=shuffle,
                                       num_replicas=replicas, rank=rank)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=trainer.data_collator,
-                        num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory)
+    workers = args.dataloader_num_workers
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=trainer.data_collator, num_workers=workers,
+                        pin_memory=args.dataloader_pin_memory,
+                        persistent_workers=workers > 0 and args.dataloader_persistent_workers,
+                        prefetch_factor=args.dataloader_prefetch_factor if workers > 0 else None)
     loader = trainer.accelerator.prepare(loader)
     prepared = getattr(loader, "batch_sampler", None)
     if prepared is not None and getattr(prepared, "batch_sampler", None) is sampler:

@@ -83,6 +83,11 @@ class TrainSettings:
                                "s, so it pays off beyond ~3,600 steps or from the inductor cache of an earlier run)."})
     prompt: str = field(default="plain", metadata={"help": "Decoder input: 'plain' (the text) or 'instruction' (chat template + 'Which emotions does this text express?'); recorded in the model's config, so predict applies it too."})
     seed: int = field(default=42, metadata={"help": "Seed for sampling, initialisation and shuffling."})
+    dataloader_workers: int | None = field(default=None, metadata={"help": "Processes that build the batches "
+                                           "(gathering rows, padding) beside the training loop; unset = 2 on a GPU, "
+                                           "0 (the loop itself) on a CPU, where a worker would take a core from "
+                                           "the matmuls. On the H200 the collator cost the loop ~5 ms of a 52 ms "
+                                           "step (docs/benchmarks.md)."})
     reload_check_rows: int = field(default=256, metadata={"help": "After saving, reload the model folder and compare "
                                    "its probabilities on this many validation texts with the trained model's "
                                    "(emo_hf.reload_check; recorded in training_info.json); 0 skips it."})
@@ -114,6 +119,9 @@ class TrainSettings:
                              "--compile --no-unsloth.")
         if not 0.0 < self.keep_no_emotion <= 1.0:
             raise ValueError(f"keep_no_emotion={self.keep_no_emotion!r} must be in (0, 1], e.g. keep_no_emotion=0.5.")
+        if self.dataloader_workers is not None and self.dataloader_workers < 0:
+            raise ValueError(f"dataloader_workers={self.dataloader_workers!r} must be >= 0, e.g. "
+                             "--dataloader-workers 2 (0 builds batches in the training loop).")
         if self.max_tokens_per_batch is not None and self.max_tokens_per_batch < 1:
             raise ValueError(f"max_tokens_per_batch={self.max_tokens_per_batch!r} must be positive, e.g. 4096.")
         for name in ("epochs", "learning_rate", "batch_size", "max_length"):

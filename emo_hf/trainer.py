@@ -167,6 +167,17 @@ def _last_checkpoint(output_dir: str) -> str | None:
     return newest_complete_checkpoint(output_dir)
 
 
+def dataloader_workers(settings: TrainSettings) -> int:
+    """Batch-building processes: settings.dataloader_workers, or 2 on a GPU and 0 on a CPU when unset. On a GPU a
+    small decoder's step is bound by the host (docs/benchmarks.md), so the collator's work in the loop delays every
+    step; on a CPU the worker would compete with training for the cores."""
+    import torch
+
+    if settings.dataloader_workers is not None:
+        return settings.dataloader_workers
+    return 2 if torch.cuda.is_available() else 0
+
+
 def build_model(settings: TrainSettings, label_names: list[str], encoder: dict | None = None, plan=None):
     """The model for training from a preset's settings (LoRA/4-bit/Unsloth chosen by emo_hf.backbones; 4-bit and
     checkpointing left None are decided by `plan`, an emo_hf.memory_plan.MemoryPlan, made here when not given;
@@ -322,6 +333,7 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
 
     EmoTrainer, NonFiniteLossCallback = _make_trainer_class()
     distributed.exit_main_process_first()
+    workers = dataloader_workers(settings)
     args = TrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=settings.epochs,
@@ -352,7 +364,9 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
         report_to=[],
         seed=settings.seed,
         disable_tqdm=not show_progress,
-        dataloader_num_workers=0,
+        dataloader_num_workers=workers,
+        # Kept across epochs and evaluations: starting workers again each pass would cost more than they save.
+        dataloader_persistent_workers=workers > 0,
         dataloader_pin_memory=torch.cuda.is_available(),
         # Pinned batches copied to the GPU without blocking: a blocking copy waits for the GPU to finish the previous
         # step, so a host-bound step (a small decoder's) could never run ahead of the kernels it launched. The
@@ -428,6 +442,7 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
         "device": _device_name() if distributed.world_size() == 1 else f"{distributed.world_size()} processes x {_device_name()}",
         "peak_gpu_memory_gib": _peak_gpu_gib(),
         "compile": getattr(model, "compile_info", None),
+        "dataloader_workers": trainer.args.dataloader_num_workers,
         "date": time.strftime("%Y-%m-%d"),
     })
     info["hyperparameters"].update(load_in_4bit=plan.load_in_4bit, gradient_checkpointing=plan.gradient_checkpointing)

@@ -55,6 +55,11 @@
 #   On 2026-12-02 the two cold stack compiles took ~10 min: only the first 2-epoch job ran.
 # SCHEDULE=finish (DATA28 unused): the 2-epoch jobs no lease has reached yet, alone, each only before $DEADLINE:
 #   the preset, Gemma 3 270M's preset (its reload check), Unsloth 16-bit imported first.
+# SCHEDULE=warm (DATA28 unused), every job alone, each only before $DEADLINE: 2 epochs with the whole layer loop
+#   compiled with CUDA graphs (--compile-scope stack --compile-mode reduce-overhead; evaluation now eager), cold, then
+#   on that job's warm inductor cache; Gemma 3 270M's 2-epoch preset (its reload check); bench/gpu_profile.py of the
+#   same with 2 batch workers and with none, on the warm cache; 8,192-token batches on the warm cache (half the steps,
+#   lr x sqrt 2); Unsloth 16-bit imported first.
 # SMOKE=1 runs a schedule on a CPU in minutes (tiny slices, 1 epoch, no 4-bit): the check of this script.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -90,8 +95,9 @@ profile() {  # NAME [gpu_profile.py FLAGS...]
   local name=$1; shift
   local dir=$RES/$name smoke=()
   [[ -n ${SMOKE:-} ]] && smoke=(--cpu --steps 2 --warmup 1 --rows 512)
+  if [[ -n ${DEADLINE:-} && $(date +%s) -gt $DEADLINE ]]; then echo "$(date -u +%T) $name: skipped (deadline)"; return; fi
   rm -rf "$dir"; mkdir -p "$dir"; echo running > "$dir/status"
-  if TORCHINDUCTOR_CACHE_DIR=$dir/inductor-cache python "$REPO/bench/gpu_profile.py" "$@" "${smoke[@]}" --scratch "$dir/scratch" --json "$dir/profile.json" \
+  if TORCHINDUCTOR_CACHE_DIR=${INDUCTOR_CACHE:-$dir/inductor-cache} python "$REPO/bench/gpu_profile.py" "$@" "${smoke[@]}" --scratch "$dir/scratch" --json "$dir/profile.json" \
        > "$dir/profile.log" 2>&1; then echo ok > "$dir/status"; else echo failed > "$dir/status"; fi
   rm -rf "$dir/scratch" "$dir/inductor-cache"
   echo "$(date -u +%T) $name: $(cat "$dir/status")"
@@ -280,6 +286,30 @@ PY
   echo done > "$RES/ALL_DONE"
 }
 
+warm_schedule() {  # STAGE DATA: the stack scope with CUDA graphs, evaluating eager, from a cold and a warm cache
+  local stage=$1 data=$2
+  local q05=$stage/q05.gguf gemma=$stage/gemma.gguf ro=(--compile --compile-scope stack --compile-mode reduce-overhead)
+  schedule_started warm
+  wait_for_file "$q05" 900 || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
+  job q05-stack-ro "$data" qwen2.5-0.5b "$q05" "${ro[@]}"
+  local cold=q05-stack-ro
+  if [[ $(cat "$RES/q05-stack-ro/status") != ok ]]; then  # the new default of 2 batch workers is the one new thing
+    job q05-stack-ro-w0 "$data" qwen2.5-0.5b "$q05" "${ro[@]}" --dataloader-workers 0; cold=q05-stack-ro-w0
+  fi
+  local cache=$RES/$cold/inductor-cache
+  INDUCTOR_CACHE=$cache job q05-stack-ro-warm "$data" qwen2.5-0.5b "$q05" "${ro[@]}"
+  if wait_for_file "$gemma" 60; then job gemma-2ep "$data" gemma3-270m "$gemma"; fi
+  # Batch workers on and off, both on the warm cache (their warm-up is the warm compile's time).
+  INDUCTOR_CACHE=$cache profile profile-q05-ro-warm --data "$data" --preset qwen2.5-0.5b --backbone "$q05" --warmup 40 \
+    --variants after+stack-ro,after+stack-ro+workers0
+  # Half the optimiser steps: 8,192-token batches, the learning rate scaled by sqrt(2) (TrainSettings' help).
+  INDUCTOR_CACHE=$cache job q05-stack-ro-8k-warm "$data" qwen2.5-0.5b "$q05" "${ro[@]}" --max-tokens-per-batch 8192 \
+    --learning-rate 2.8e-4
+  job q05-unsloth16 "$data" qwen2.5-0.5b "$q05" --no-compile --unsloth
+  echo "$(date -u +%T) schedule done"
+  echo done > "$RES/ALL_DONE"
+}
+
 finish_schedule() {  # STAGE DATA: what the stack schedule left, when its cold stack compile took the lease's time
   local stage=$1 data=$2
   local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
@@ -323,7 +353,7 @@ case ${1:-} in
   start) shift; mkdir -p "$RES"; setsid nohup bash "$0" schedule "$@" > "$RES/master.log" 2>&1 < /dev/null &
          echo "started: log $RES/master.log" ;;
   schedule) shift
-            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
+            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; warm) warm_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
   status) status ;;
   wait) wait_for_file "$RES/${3:-ALL_DONE}" "${2:?seconds}"; status; tail -5 "$RES/master.log" ;;
   collect) collect ;;

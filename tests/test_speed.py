@@ -184,6 +184,34 @@ def test_train_with_a_token_budget_end_to_end(goemotions_slice_data, tmp_path):
     assert info["hyperparameters"]["max_tokens_per_batch"] == 1024
 
 
+def test_batches_built_by_worker_processes_train_the_same_model(goemotions_slice_data, tmp_path):
+    """--dataloader-workers (2 by default on a GPU): the token-budget batches come from worker processes, the sampler
+    stays in the loop's process, so the run is the one the loop would have built itself, loss for loss."""
+    import torch
+    from safetensors.torch import load_file
+
+    from emo_hf.presets import get_preset
+    from emo_hf.trainer import dataloader_workers, train
+
+    base = get_preset("tiny-random").replace(epochs=1, max_tokens_per_batch=1024, reload_check_rows=0)
+    assert dataloader_workers(base) == (2 if torch.cuda.is_available() else 0)
+    runs = {}
+    for workers in (0, 1):
+        result = train(goemotions_slice_data, tmp_path / f"w{workers}", base.replace(dataloader_workers=workers),
+                       show_progress=False)
+        info = json.loads((result.model_dir / "training_info.json").read_text())
+        assert info["dataloader_workers"] == workers
+        losses = [(k, h[k]) for h in info["log_history"] for k in ("loss", "train_loss", "eval_loss") if k in h]
+        weights = {**load_file(result.model_dir / "head.safetensors"),
+                   **load_file(result.model_dir / "adapter" / "adapter_model.safetensors")}
+        runs[workers] = (losses, weights)
+    assert runs[0][0] and runs[0][0] == runs[1][0]
+    for name, tensor in runs[0][1].items():
+        torch.testing.assert_close(runs[1][1][name], tensor, rtol=0, atol=0, msg=name)
+    with pytest.raises(ValueError, match=r"dataloader_workers=-1 must be >= 0, e\.g\. --dataloader-workers 2"):
+        base.replace(dataloader_workers=-1)
+
+
 def test_an_empty_row_gets_a_token_whose_gradients_stay_bounded(tiny_mistral_dir):
     """The pad token has a zero embedding (padding_idx): a row of only that stays zero through every layer and each
     RMSNorm's backward multiplies the gradient by ~1/sqrt(eps); the filler token (unk) does not."""

@@ -10,8 +10,8 @@ recompile.
 `scope="stack"` compiles the module that runs the layer loop instead, as one region: the only way CUDA graphs can work
 here, since a per-layer graph replayed for the next layer overwrites its own input. On the H200 (docs/benchmarks.md,
 "The whole layer loop as one compiled region") it ran Qwen2.5-0.5B's steps in 52 ms with CUDA graphs against ~130 ms
-per layer, but compiled for ~300 s from a cold cache (Dynamo traces every layer; the evaluation graph is a second
-compile) against ~20 s.
+per layer, but compiled for ~300 s from a cold cache (Dynamo traces every layer) against ~20 s, ~110 s of it for the
+evaluation graph: the stack scope now compiles training only and evaluates eager.
 
 Why regional and not `torch.compile(model)`: a small decoder trained with LoRA is bound by the host launching ~250
 small kernels per layer per step (docs/benchmarks.md, "The real Qwen2.5-Coder-0.5B"): fusing a layer's element-wise
@@ -77,9 +77,10 @@ def compile_layers(backbone: nn.Module, *, scope: str = "layers", dynamic: bool 
     `scope="layers"` compiles every block of `repeated_layers(backbone)`, sharing one compiled graph; `scope="stack"`
     compiles `stack_owner(backbone)`, whose forward holds the embeddings, the mask building and the whole layer loop,
     as one region: a longer compile and one compiled call per step instead of one per layer, and the scope where CUDA
-    graphs (mode "reduce-overhead") can work, since no compiled graph is then applied to its own output.
+    graphs (mode "reduce-overhead") can work, since no compiled graph is then applied to its own output; there only
+    the training graph is compiled (with gradients off the loop runs eager: `_compile_stack_for_training`).
     `dynamic=True` lets batch and sequence sizes be symbolic, so the few bucket lengths and the varying rows per
-    batch share one training graph and one evaluation graph. `backend` / `mode` go to `torch.compile` (the tests
+    batch share one training graph (and, per layer, one evaluation graph). `backend` / `mode` go to `torch.compile` (the tests
     use "aot_eager": Dynamo and AOTAutograd without code generation)."""
     if scope not in ("layers", "stack"):
         raise ValueError(f"compile scope {scope!r} is not valid: use scope='layers' or scope='stack'.")
@@ -105,8 +106,7 @@ def compile_layers(backbone: nn.Module, *, scope: str = "layers", dynamic: bool 
     torch._dynamo.config.specialize_float = True
     fx_config.use_duck_shape = False
     if scope == "stack":
-        owner = stack_owner(backbone)
-        owner.compile(dynamic=dynamic, backend=backend, mode=mode)
+        _compile_stack_for_training(stack_owner(backbone), dynamic=dynamic, backend=backend, mode=mode)
     else:
         embeddings = backbone.get_input_embeddings() if hasattr(backbone, "get_input_embeddings") else None
         if embeddings is not None and not any(getattr(h, "__name__", "") == _embeddings_require_grad.__name__
@@ -118,6 +118,28 @@ def compile_layers(backbone: nn.Module, *, scope: str = "layers", dynamic: bool 
                 "True, torch.fx.experimental._config.use_duck_shape=False)", len(layers), type(layers[0]).__name__,
                 scope, backend, dynamic)
     return len(layers)
+
+
+def _compile_stack_for_training(owner: nn.Module, **compile_kwargs) -> None:
+    """Compile `owner.forward` (the whole layer loop) for training only: with gradients off (evaluation, prediction,
+    the reload check) it runs eager. Why: evaluation is a graph of its own (no backward, no saved activations), and
+    compiling the unrolled 24-layer loop a second time took 108.7 s from a cold cache on the H200 for two evaluations
+    that then ran in 1.5 s (docs/benchmarks.md, "The whole layer loop as one compiled region"); eager, an evaluation
+    of GoEmotions' validation split costs a few seconds. Per layer (scope "layers") the no-grad graph is one layer's
+    and compiles in seconds, so that scope compiles evaluation too.
+
+    The dispatcher is an instance attribute `forward`, not a submodule or parameter: state_dict() and saving are
+    unchanged, and the instance keeps its class."""
+    eager_forward = owner.forward
+    compiled_forward = torch.compile(eager_forward, **compile_kwargs)
+
+    def forward(*args, **kwargs):
+        if torch.is_grad_enabled():
+            return compiled_forward(*args, **kwargs)
+        return eager_forward(*args, **kwargs)
+
+    forward.compiled_forward = compiled_forward  # for tests and debugging
+    owner.forward = forward
 
 
 def _embeddings_require_grad(module: nn.Module, inputs, output):
