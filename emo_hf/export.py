@@ -38,7 +38,7 @@ SAVE_AGAIN = "save the model again (model.save_pretrained(MODEL_DIR), or rerun `
 
 
 def _is_hub_id(name: object) -> bool:
-    from .model_card import _is_hub_id as is_hub_id
+    from .model_card_sections import _is_hub_id as is_hub_id
 
     return is_hub_id(name)
 

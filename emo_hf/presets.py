@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 # "Limitations"; pytorch/pytorch#170604, open). compile_scope="stack" puts the whole layer loop in one compiled region
 # (copying each layer's output would not protect the activations each replay saves for the backward); CUDA graphs
 # are allowed there and work (H200, 2026-12-02, docs/benchmarks.md "The whole layer loop as one compiled region": 52
-# ms per step against ~130 ms per layer, after ~300 s of cold compiling for Qwen2.5-0.5B).
+# ms per step against ~130 ms per layer, after ~150 s of cold compiling for Qwen2.5-0.5B, training graph only).
 _CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
@@ -59,6 +59,10 @@ class TrainSettings:
     train_subset: int | None = field(default=None, metadata={"help": "Use only this many train rows (seeded), for quick runs."})
     early_stopping_patience: int | None = field(default=None, metadata={"help": "Stop after N evaluations without a better macro-F1."})
     bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast (GPU)."})
+    float32_epochs: float | None = field(default=None, metadata={"help": "Epochs to train instead when --bf16 is "
+                                         "dropped (a CPU without native bfloat16 trains in float32, at about half "
+                                         "the work rate), so a preset keeps its time budget; unset = the same "
+                                         "epochs. Setting --epochs clears it."})
     gradient_checkpointing: bool | None = field(default=None, metadata={"help": "Trade compute for memory; unset = "
                                                  "decided by the memory plan."})
     offload_checkpointing: bool | None = field(default=None, metadata={"help": "Unsloth's checkpointing with the saved "
@@ -79,15 +83,16 @@ class TrainSettings:
                                "layer, one shared graph: the fastest from a cold cache for runs of a few epochs) "
                                "or 'stack' (the embeddings, mask building and whole layer loop as one region, the "
                                "scope where --compile-mode reduce-overhead works: for Qwen2.5-0.5B on an H200 52 ms "
-                               "per step against ~130 ms, but ~300 s of compiling from a cold cache instead of ~20 "
-                               "s, so it pays off beyond ~3,600 steps or from the inductor cache of an earlier run)."})
+                               "per step against ~130 ms, but ~150 s of compiling from a cold cache instead of ~20 "
+                               "s (2 epochs: 222.9 s against 192.3), so it pays off beyond ~1,700 steps or from the "
+                               "inductor cache of an earlier run; evaluation runs eager there)."})
     prompt: str = field(default="plain", metadata={"help": "Decoder input: 'plain' (the text) or 'instruction' (chat template + 'Which emotions does this text express?'); recorded in the model's config, so predict applies it too."})
     seed: int = field(default=42, metadata={"help": "Seed for sampling, initialisation and shuffling."})
     dataloader_workers: int | None = field(default=None, metadata={"help": "Processes that build the batches "
                                            "(gathering rows, padding) beside the training loop; unset = 2 on a GPU, "
                                            "0 (the loop itself) on a CPU, where a worker would take a core from "
                                            "the matmuls. On the H200 the collator cost the loop ~5 ms of a 52 ms "
-                                           "step (docs/benchmarks.md)."})
+                                           "step (docs/benchmarks.md; the step with workers is not profiled yet)."})
     reload_check_rows: int = field(default=256, metadata={"help": "After saving, reload the model folder and compare "
                                    "its probabilities on this many validation texts with the trained model's "
                                    "(emo_hf.reload_check; recorded in training_info.json); 0 skips it."})
@@ -133,7 +138,10 @@ class TrainSettings:
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
         if unknown:
             raise ValueError(f"Unknown setting(s) {unknown!r}; valid: {[f.name for f in dataclasses.fields(self)]}")
-        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if "epochs" in given and "float32_epochs" not in given:  # epochs asked for are the epochs trained
+            given["float32_epochs"] = None
+        return dataclasses.replace(self, **given)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -183,6 +191,8 @@ PRESETS: dict[str, TrainSettings] = {
     # Unsloth, it is not applied. Scope 'layers' stays (third lease, "The whole layer loop as one compiled region"):
     # compile_scope="stack" with compile_mode="reduce-overhead" took 52 ms per step (156 ms for this preset's profiled
     # step with non-blocking copies) but 366.4 s over 2 epochs from a cold cache, ~300 s of it compiling; test 0.555.
+    # With evaluation eager under that scope (fourth lease, "Evaluation eager under the stack scope"): 222.9 s, test
+    # 0.552 (0.535-0.567): still slower from cold over 2 epochs than this per-layer preset's 192.3 s.
     "qwen2.5-0.5b": TrainSettings(
         preset="qwen2.5-0.5b",
         backbone="Qwen/Qwen2.5-Coder-0.5B-Instruct",
@@ -217,11 +227,12 @@ PRESETS: dict[str, TrainSettings] = {
     # The CPU default: a 22M-parameter sentence encoder, fully fine-tuned (LoRA saves little at this size).
     # 2 epochs with bf16 autocast (2026-12-02, the 2-core VM, same data build): 532.8 s of training, validation
     # macro-F1 0.560, test 0.551 (0.534-0.565), against 1 epoch in float32: 565.5 s, validation 0.542, test 0.526.
-    # On a CPU without native bfloat16 the trainer drops bf16 (emo_hf.precision): there 2 epochs take ~2x the time.
+    # On a CPU without native bfloat16 the trainer drops bf16 (emo_hf.precision), where 2 epochs would take ~2x the
+    # time and the main job more than its 20 minutes: there it trains the 1 float32 epoch measured above instead.
     "minilm": TrainSettings(
         preset="minilm",
         backbone="sentence-transformers/all-MiniLM-L6-v2",
-        lora_r=None, learning_rate=8e-5, epochs=2, batch_size=32, focal_gamma=1.0, bf16=True,
+        lora_r=None, learning_rate=8e-5, epochs=2, float32_epochs=1, batch_size=32, focal_gamma=1.0, bf16=True,
     ),
     # A 110M-parameter encoder for the GPU quality run (needs the model folder: see docs/results.md).
     "mpnet-base": TrainSettings(

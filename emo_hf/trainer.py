@@ -298,6 +298,11 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
     if why_not_bf16:
         print(f"emo_hf: --bf16 not applied: {why_not_bf16}")
         settings = dataclasses.replace(settings, bf16=bf16)  # what runs is what train_settings.json says
+        if settings.float32_epochs is not None and settings.float32_epochs != settings.epochs:
+            print(f"emo_hf: training {settings.float32_epochs:g} epoch(s) in float32 instead of {settings.epochs:g} "
+                  f"(the preset's float32_epochs: float32 runs at about half the work rate); to train "
+                  f"{settings.epochs:g}, pass --epochs {settings.epochs:g}.")
+            settings = dataclasses.replace(settings, epochs=settings.float32_epochs)
     if distributed.is_main_process():
         (out_dir / "train_settings.json").write_text(json.dumps(settings.to_dict(), indent=2))
 
@@ -531,7 +536,7 @@ def training_info(settings: TrainSettings, data_dir, train_split, label_names: l
     counts = build.get("counts") or {}
     y_train = np.asarray(train_split["labels"], dtype=np.float32)
     after = {name: int(v) for name, v in zip(label_names, y_train.sum(axis=0))}
-    from .model_card import describe_no_emotion, describe_text_balancing
+    from .model_card_sections import describe_no_emotion, describe_text_balancing
 
     if settings.input_mode == "embedding":
         balance = build.get("balance") or {}

@@ -29,16 +29,31 @@ def test_train_drops_bf16_on_a_cpu_without_it_and_uses_it_where_native(goemotion
 
     if torch.cuda.is_available():
         pytest.skip("with a GPU the bf16 choice is the GPU's: this is the CPU path")
-    settings = get_preset("tiny-random").replace(epochs=1, bf16=True)
+    # As the minilm preset: 2 epochs with bf16, 1 where float32 halves the work rate (the main job's time budget).
+    settings = get_preset("tiny-random").replace(epochs=2, bf16=True, float32_epochs=1)
     monkeypatch.setattr(precision, "cpu_supports_bf16", lambda *a: False)
     dropped = train(goemotions_slice_data, tmp_path / "old-cpu", settings, show_progress=False)
-    assert "--bf16 not applied: this CPU has no native bfloat16" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--bf16 not applied: this CPU has no native bfloat16" in out
+    assert "training 1 epoch(s) in float32 instead of 2" in out and "pass --epochs 2" in out
     info = json.loads((dropped.model_dir / "training_info.json").read_text())
     assert info["settings"]["bf16"] is False and info["hyperparameters"]["bf16"] is False
-    assert json.loads((tmp_path / "old-cpu" / "train_settings.json").read_text())["bf16"] is False
+    assert info["settings"]["epochs"] == 1 and info["epochs_run"] == 1
+    saved = json.loads((tmp_path / "old-cpu" / "train_settings.json").read_text())
+    assert saved["bf16"] is False and saved["epochs"] == 1
 
     monkeypatch.setattr(precision, "cpu_supports_bf16", lambda *a: True)
     native = train(goemotions_slice_data, tmp_path / "native", settings, show_progress=False)
     info = json.loads((native.model_dir / "training_info.json").read_text())
-    assert info["settings"]["bf16"] is True and info["reload_check"]["ok"] is True
+    assert info["settings"]["bf16"] is True and info["reload_check"]["ok"] is True and info["epochs_run"] == 2
     assert "not applied" not in capsys.readouterr().out
+
+
+def test_the_cpu_preset_trains_one_float32_epoch_unless_epochs_are_given():
+    from emo_hf.presets import get_preset
+
+    minilm = get_preset("minilm")
+    assert (minilm.epochs, minilm.float32_epochs, minilm.bf16) == (2, 1, True)
+    assert minilm.replace(epochs=3).float32_epochs is None  # --epochs 3 means 3, whatever the precision
+    assert minilm.replace(epochs=3, float32_epochs=2).float32_epochs == 2
+    assert minilm.replace(learning_rate=1e-4).float32_epochs == 1

@@ -11,7 +11,9 @@ recompile.
 here, since a per-layer graph replayed for the next layer overwrites its own input. On the H200 (docs/benchmarks.md,
 "The whole layer loop as one compiled region") it ran Qwen2.5-0.5B's steps in 52 ms with CUDA graphs against ~130 ms
 per layer, but compiled for ~300 s from a cold cache (Dynamo traces every layer) against ~20 s, ~110 s of it for the
-evaluation graph: the stack scope now compiles training only and evaluates eager.
+evaluation graph. The stack scope now compiles training only and evaluates eager: 2 epochs in 222.9 s from a cold
+cache instead of 366.4 s, ~150 s of it compiling and recording (docs/benchmarks.md, "Evaluation eager under the stack
+scope").
 
 Why regional and not `torch.compile(model)`: a small decoder trained with LoRA is bound by the host launching ~250
 small kernels per layer per step (docs/benchmarks.md, "The real Qwen2.5-Coder-0.5B"): fusing a layer's element-wise
