@@ -127,6 +127,9 @@ class TrainSettings:
         if self.dataloader_workers is not None and self.dataloader_workers < 0:
             raise ValueError(f"dataloader_workers={self.dataloader_workers!r} must be >= 0, e.g. "
                              "--dataloader-workers 2 (0 builds batches in the training loop).")
+        if self.float32_epochs is not None and self.float32_epochs <= 0:
+            raise ValueError(f"float32_epochs={self.float32_epochs!r} must be positive, e.g. --float32-epochs 1 "
+                             "(or leave it unset to train the same epochs in float32).")
         if self.max_tokens_per_batch is not None and self.max_tokens_per_batch < 1:
             raise ValueError(f"max_tokens_per_batch={self.max_tokens_per_batch!r} must be positive, e.g. 4096.")
         for name in ("epochs", "learning_rate", "batch_size", "max_length"):

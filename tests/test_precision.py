@@ -57,3 +57,5 @@ def test_the_cpu_preset_trains_one_float32_epoch_unless_epochs_are_given():
     assert minilm.replace(epochs=3).float32_epochs is None  # --epochs 3 means 3, whatever the precision
     assert minilm.replace(epochs=3, float32_epochs=2).float32_epochs == 2
     assert minilm.replace(learning_rate=1e-4).float32_epochs == 1
+    with pytest.raises(ValueError, match=r"float32_epochs=0 must be positive, e\.g\. --float32-epochs 1"):
+        minilm.replace(float32_epochs=0)
