@@ -288,6 +288,12 @@ def _run(source, out: Path, settings, data_dir: Path, resume: bool, baselines: b
     report = evaluate_model(result.model_dir, data_dir, "test", out, baselines=baselines, show_progress=show_progress,
                             meta={"preset": settings.preset})
     timings["evaluate_seconds"] = round(time.time() - started, 1)
-    (out / "run_info.json").write_text(json.dumps({"timings": timings, "settings": settings.to_dict(),
-                                                   "date": time.strftime("%Y-%m-%d"), "machine": _device_name()}, indent=2))
+    # The settings that trained (train_settings.json: e.g. bf16 dropped and fewer epochs on a CPU without bfloat16),
+    # and the ones asked for when they differ.
+    trained_file = out / "train_settings.json"
+    trained = json.loads(trained_file.read_text()) if trained_file.is_file() else settings.to_dict()
+    run_info = {"timings": timings, "settings": trained, "date": time.strftime("%Y-%m-%d"), "machine": _device_name()}
+    if trained != settings.to_dict():
+        run_info["requested_settings"] = settings.to_dict()
+    (out / "run_info.json").write_text(json.dumps(run_info, indent=2))
     return report

@@ -49,6 +49,24 @@ def test_train_drops_bf16_on_a_cpu_without_it_and_uses_it_where_native(goemotion
     assert "not applied" not in capsys.readouterr().out
 
 
+def test_run_info_records_the_settings_that_trained_and_the_ones_asked_for(goemotions_slice_data, tmp_path,
+                                                                           monkeypatch):
+    import torch
+
+    from emo_hf import precision
+    from emo_hf.pipeline import run_pipeline
+    from emo_hf.presets import get_preset
+
+    if torch.cuda.is_available():
+        pytest.skip("with a GPU the bf16 choice is the GPU's: this is the CPU path")
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda *a: False)
+    asked = get_preset("tiny-random").replace(epochs=2, bf16=True, float32_epochs=1, reload_check_rows=0)
+    run_pipeline(None, tmp_path / "run", asked, data_dir=goemotions_slice_data, baselines=False, show_progress=False)
+    info = json.loads((tmp_path / "run" / "run_info.json").read_text())
+    assert (info["settings"]["epochs"], info["settings"]["bf16"]) == (1, False)
+    assert (info["requested_settings"]["epochs"], info["requested_settings"]["bf16"]) == (2, True)
+
+
 def test_the_cpu_preset_trains_one_float32_epoch_unless_epochs_are_given():
     from emo_hf.presets import get_preset
 
