@@ -233,7 +233,7 @@ def token_budget_dataloader(trainer, dataset, max_tokens: int, buckets: Sequence
     workers = args.dataloader_num_workers
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=trainer.data_collator, num_workers=workers,
                         pin_memory=args.dataloader_pin_memory,
-                        persistent_workers=workers > 0 and args.dataloader_persistent_workers,
+                        persistent_workers=args.dataloader_persistent_workers,  # True only with workers (trainer)
                         prefetch_factor=args.dataloader_prefetch_factor if workers > 0 else None)
     loader = trainer.accelerator.prepare(loader)
     prepared = getattr(loader, "batch_sampler", None)

@@ -300,7 +300,7 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
         settings = dataclasses.replace(settings, bf16=bf16)  # what runs is what train_settings.json says
         if settings.float32_epochs is not None and settings.float32_epochs != settings.epochs:
             print(f"emo_hf: training {settings.float32_epochs:g} epoch(s) in float32 instead of {settings.epochs:g} "
-                  f"(the preset's float32_epochs: float32 runs at about half the work rate); to train "
+                  f"(float32_epochs: float32 runs at about half the work rate); to train "
                   f"{settings.epochs:g}, pass --epochs {settings.epochs:g}.")
             settings = dataclasses.replace(settings, epochs=settings.float32_epochs)
     if distributed.is_main_process():
