@@ -60,6 +60,11 @@
 #   on that job's warm inductor cache; Gemma 3 270M's 2-epoch preset (its reload check); bench/gpu_profile.py of the
 #   same with 2 batch workers and with none, on the warm cache; 8,192-token batches on the warm cache (half the steps,
 #   lr x sqrt 2); Unsloth 16-bit imported first.
+# SCHEDULE=budget (DATA28 unused): half the optimiser steps (8,192-token batches, stack + CUDA graphs), the one lever
+#   left on the host-bound 0.5B step. Alone: cold at lr 2.8e-4 (sqrt-scaled), then on that job's warm inductor cache
+#   (the time a second run pays); then side by side, timings void, quality only, on the same warm cache: lr 2e-4 and
+#   4e-4 at 8,192 tokens, Gemma 3 270M's 2-epoch preset (its reload check). Between the two, alone, 4,096-token
+#   batches on the same warm cache: the current settings' warm time.
 # SMOKE=1 runs a schedule on a CPU in minutes (tiny slices, 1 epoch, no 4-bit): the check of this script.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -310,6 +315,26 @@ warm_schedule() {  # STAGE DATA: the stack scope with CUDA graphs, evaluating ea
   echo done > "$RES/ALL_DONE"
 }
 
+budget_schedule() {  # STAGE DATA: 8,192-token batches, cold and warm, quality side by side
+  local stage=$1 data=$2
+  local q05=$stage/q05.gguf gemma=$stage/gemma.gguf ro=(--compile --compile-scope stack --compile-mode reduce-overhead)
+  local big=(--max-tokens-per-batch 8192)
+  schedule_started budget
+  wait_for_file "$q05" 900 || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
+  job q05-8k "$data" qwen2.5-0.5b "$q05" "${ro[@]}" "${big[@]}" --learning-rate 2.8e-4
+  local cache=$RES/q05-8k/inductor-cache
+  INDUCTOR_CACHE=$cache job q05-8k-warm "$data" qwen2.5-0.5b "$q05" "${ro[@]}" "${big[@]}" --learning-rate 2.8e-4
+  # The same compiled graph serves 4,096-token batches (batch and sequence sizes are symbolic); CUDA graphs are
+  # recorded per shape in every run, cached or not.
+  INDUCTOR_CACHE=$cache job q05-4k-warm "$data" qwen2.5-0.5b "$q05" "${ro[@]}"
+  INDUCTOR_CACHE=$cache job q05-8k-lr2e-4 "$data" qwen2.5-0.5b "$q05" "${ro[@]}" "${big[@]}" --learning-rate 2e-4 &
+  INDUCTOR_CACHE=$cache job q05-8k-lr4e-4 "$data" qwen2.5-0.5b "$q05" "${ro[@]}" "${big[@]}" --learning-rate 4e-4 &
+  if wait_for_file "$gemma" 60; then job gemma-2ep "$data" gemma3-270m "$gemma" & fi
+  wait
+  echo "$(date -u +%T) schedule done"
+  echo done > "$RES/ALL_DONE"
+}
+
 finish_schedule() {  # STAGE DATA: what the stack schedule left, when its cold stack compile took the lease's time
   local stage=$1 data=$2
   local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
@@ -353,7 +378,7 @@ case ${1:-} in
   start) shift; mkdir -p "$RES"; setsid nohup bash "$0" schedule "$@" > "$RES/master.log" 2>&1 < /dev/null &
          echo "started: log $RES/master.log" ;;
   schedule) shift
-            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; warm) warm_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
+            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; warm) warm_schedule "$@" ;; budget) budget_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
   status) status ;;
   wait) wait_for_file "$RES/${3:-ALL_DONE}" "${2:?seconds}"; status; tail -5 "$RES/master.log" ;;
   collect) collect ;;
