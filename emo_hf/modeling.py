@@ -55,6 +55,9 @@ ADAPTER_DIR = "adapter"  # sub-folder of the LoRA adapter files (never the root:
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
 THRESHOLDS_FILE = "thresholds.json"
+# Every emo_hf model trains on right-padded batches (the token-budget collator pads right; the families' tokenizers
+# are set to the right: emo_hf.backbones.families), so a saved model predicts padding on the right too.
+TRAINING_PADDING_SIDE = "right"
 ADAPTER_NAME = "default"  # PEFT's default adapter name, used by peft and Unsloth alike
 # Config keys compared between a saved model and the backbone it is loaded onto.
 _SHAPE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
@@ -176,7 +179,19 @@ def _load_saved_tokenizer(folder: Path, config: PretrainedConfig, trust_remote_c
     """
     trusted = bool(trust_remote_code) or not _INSIDE_EMO_HF
     tokenizer = AutoTokenizer.from_pretrained(str(folder), config=config, trust_remote_code=trusted)
-    return ensure_pad_token(tokenizer)
+    return pad_as_in_training(ensure_pad_token(tokenizer))
+
+
+def pad_as_in_training(tokenizer):
+    """`tokenizer` padding on the side the model was trained with (TRAINING_PADDING_SIDE), also when it is saved again.
+
+    Why: a tokenizer's `padding_side` attribute is not written by `save_pretrained` (only its init kwargs are), so a
+    reloaded tokenizer pads on its class's default: GemmaTokenizer's is the left. Gemma 3 270M, trained right-padded on
+    the H200, scored validation macro-F1 0.527 in its run and 0.395 reloaded (docs/results.md, "Decoders"); folders
+    saved before this fix get the side here on load."""
+    tokenizer.padding_side = TRAINING_PADDING_SIDE
+    tokenizer.init_kwargs["padding_side"] = TRAINING_PADDING_SIDE
+    return tokenizer
 
 
 def ensure_pad_token(tokenizer):

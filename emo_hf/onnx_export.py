@@ -59,7 +59,7 @@ class OnnxEmoClassifier:
         import onnxruntime as ort
 
         from .configuration import EmoConfig
-        from .modeling import THRESHOLDS_FILE, ensure_pad_token
+        from .modeling import THRESHOLDS_FILE, ensure_pad_token, pad_as_in_training
 
         self.folder = Path(folder)
         if not (self.folder / ONNX_FILE).is_file():
@@ -71,7 +71,8 @@ class OnnxEmoClassifier:
         from transformers import AutoTokenizer
 
         # config= skips AutoConfig's lookup of config.json (emo_multilabel), as modeling._load_saved_tokenizer does
-        self.tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(str(self.folder), config=self.config))
+        self.tokenizer = pad_as_in_training(ensure_pad_token(AutoTokenizer.from_pretrained(str(self.folder),
+                                                                                 config=self.config)))
         options = ort.SessionOptions()
         # OMP_NUM_THREADS, as torch reads it (onnxruntime's own pool ignores it): one knob for both engines
         intra_op_threads = intra_op_threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)

@@ -95,10 +95,30 @@ def test_train_save_reload_with_emo_hf(trained, family):
     assert adapted == targets  # every target exists in each tiny family's layers
     saved_tokenizer = json.loads((saved / "tokenizer_config.json").read_text())
     assert saved_tokenizer.get("pad_token") == EXPECTED_PAD[family]
+    assert saved_tokenizer.get("padding_side") == "right"  # written, so any loader (pipeline, ONNX) pads as trained
     loaded = AutoModel.from_pretrained(str(saved))
     assert loaded.tokenizer.pad_token == EXPECTED_PAD[family] and loaded.config.pooling == model.config.pooling
     with torch.no_grad():
         assert torch.equal(loaded(**inputs).logits, logits)
+
+
+def test_a_folder_saved_without_padding_side_still_pads_right(trained, tmp_path):
+    """Folders saved before the side was written (or whose tokenizer says left) load padding right, as they trained."""
+    import shutil
+
+    from transformers import AutoModel
+
+    saved, _, _, _ = trained["gemma3"]
+    old = tmp_path / "old"
+    shutil.copytree(saved, old)
+    config_file = old / "tokenizer_config.json"
+    tokenizer_config = json.loads(config_file.read_text())
+    tokenizer_config["padding_side"] = "left"
+    config_file.write_text(json.dumps(tokenizer_config))
+    loaded = AutoModel.from_pretrained(str(old))
+    assert loaded.tokenizer.padding_side == "right"
+    loaded.save_pretrained(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "tokenizer_config.json").read_text())["padding_side"] == "right"
 
 
 def test_trust_remote_code_reload_without_emo_hf(trained, tmp_path):

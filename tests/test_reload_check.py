@@ -18,6 +18,7 @@ def test_a_faithful_folder_passes_and_a_changed_head_is_reported(tiny_emo_model_
     same = reload_check(model, tiny_emo_model_dir, texts)
     assert same["ok"] is True and same["rows"] == 4  # the blank text is not scored
     assert same["max_abs_difference"] < 1e-5 and same["predict_proba"]["mean_abs_difference"] < 1e-6
+    assert same["one_padded_batch"]["max_abs_difference"] < 1e-5  # the 4 texts in one batch, padded as trained
 
     changed = tmp_path / "model"
     shutil.copytree(tiny_emo_model_dir, changed)

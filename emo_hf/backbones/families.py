@@ -142,8 +142,15 @@ def choose_pad_token(tokenizer, model_type: str, *, allow_add: bool = True) -> P
 def prepare_tokenizer(tokenizer, model_type: str, *, allow_add: bool = True) -> PadChoice:
     """The family's pad token and padding side on `tokenizer` (in place)."""
     choice = choose_pad_token(tokenizer, model_type, allow_add=allow_add)
-    tokenizer.padding_side = family_for(model_type).padding_side
+    set_padding_side(tokenizer, family_for(model_type).padding_side)
     return choice
+
+
+def set_padding_side(tokenizer, side: str) -> None:
+    """`tokenizer.padding_side = side`, kept by `save_pretrained` too (it writes the init kwargs, not the attribute: a
+    reloaded GemmaTokenizer would pad left otherwise)."""
+    tokenizer.padding_side = side
+    tokenizer.init_kwargs["padding_side"] = side
 
 
 def linear_module_names(model: Any) -> list[str]:

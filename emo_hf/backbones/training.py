@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .families import family_for, lora_targets
+from .families import family_for, lora_targets, set_padding_side
 from .loading import backbone_model_type, backbone_source, ensure_embedding_rows, load_tokenizer, tokenizer_folder
 
 logger = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ def load_for_training(
     # The family's padding side (right for all: emo_hf.backbones.families says why); last-token pooling handles
     # either side at prediction time.
     if model.tokenizer is not None:
-        model.tokenizer.padding_side = family.padding_side
+        set_padding_side(model.tokenizer, family.padding_side)
     # The head and projection are plain float32 layers outside the backbone: never quantised, always trained.
     model.score.requires_grad_(True)
     if model.projection is not None:
