@@ -220,10 +220,10 @@ PRESETS: dict[str, TrainSettings] = {
         **_REAL_DECODER_SETTINGS,
     ),
     # Gemma 3 270M (base model, no chat template: plain prompt; its GGUF's tokenizer is rebuilt by
-    # emo_hf.backbones.gguf). On the H200 it trained (validation 0.526 inside the run) but the saved model scored
-    # 0.396 on validation when reloaded there (docs/results.md, "Decoders"); the reload check in emo_hf.trainer
-    # reports such a gap. A 1-epoch run of 8,000 rows on the H200 (2026-12-02) passed it (max |dp| 0.0075): the gap
-    # did not reproduce there; a full 2-epoch run has not been checked again.
+    # emo_hf.backbones.gguf). On the H200 it trained (validation 0.526-0.527 inside the run, 2 epochs in 77.8 s alone)
+    # but the saved model scored 0.395-0.396 on validation when reloaded by `emo-hf evaluate` (2026-12-01, again
+    # 2026-12-02; docs/results.md, "Decoders", ‡): the reloaded GemmaTokenizer padded on the left, its class default
+    # (fixed: emo_hf.modeling.pad_as_in_training); the fix is not yet re-measured on a GPU.
     "gemma3-270m": TrainSettings(
         preset="gemma3-270m",
         backbone="google/gemma-3-270m",
