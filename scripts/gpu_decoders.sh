@@ -12,7 +12,7 @@
 # waits for what it needs). Run it from a copy of the whole checkout outside the device's repository folder (files
 # there that a call did not carry are removed between calls), model_card_template.md included: `emo-hf evaluate`
 # regenerates the card (on 2026-12-01 a copy without it failed the first job's evaluation). DATA / DATA28:
-# `emo-hf data build` folders (raw config is enough) with the 15 default labels and with all 28 (`--labels
+# `emo-hf data build` folders (raw config is enough: `--raw-only`) with the 15 default labels and with all 28 (`--labels
 # goemotions`), absolute paths. RES (default $HOME/decoders) holds one folder per job.
 #
 # SCHEDULE=decoders (default; 2026-12-01) — a job = `emo-hf train`, then `emo-hf evaluate` on test and on

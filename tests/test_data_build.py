@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from emo_hf.data import embedding as embedding_module
+from emo_hf.data import builder as builder_module
 from emo_hf.data.builder import build_dataset
 from emo_hf.data.leakage import LeakageError
 from emo_hf.labels import DEFAULT_LABELS, GOEMOTIONS_LABELS
@@ -261,6 +262,38 @@ def test_cli_build_with_source_from_the_environment(tiny_source, embed_cache, tm
     assert code == 2 and "not found" in capsys.readouterr().err and not (tmp_path / "x").exists()
     code = main(["data", "build", "--source", str(tiny_source), "--out", str(tmp_path / "y"), "--labels", "joy,happiness"])
     assert code == 2 and "'happiness'" in capsys.readouterr().err
+
+
+def test_raw_only_build_writes_raw_alone_without_embedding(tiny_build, tiny_source, tmp_path, monkeypatch, capsys):
+    """`--raw-only`: the raw config (the same rows and files as a full build's), no embedding computed, a card and
+    summary that say so, and a clear error for whoever asks the folder for its balanced config."""
+    from emo_hf.cli import main
+    from emo_hf.data.builder import load_built
+
+    def no_embedding(*args, **kwargs):
+        raise AssertionError("a raw-only build must not embed")
+
+    monkeypatch.setattr(builder_module, "embed_texts", no_embedding)
+    out = tmp_path / "raw-only"
+    code = main(["data", "build", "--source", str(tiny_source), "--out", str(out), "--labels", ",".join(LABELS),
+                 "--raw-only", "--no-progress"])
+    assert code == 0
+    assert "raw config only (--raw-only)" in capsys.readouterr().out
+    info = json.loads((out / "build_info.json").read_text())
+    assert sorted(info["files"]) == ["raw"] and info["balance"] is None and info["encoder"] is None
+    assert sorted(info["seconds"]) == ["load", "total", "write"]
+    full = json.loads((tiny_build[0] / "build_info.json").read_text())
+    for split in ("train", "validation", "test"):  # the raw rows are the full build's, byte for byte
+        assert (out / info["files"]["raw"][split]).read_bytes() == (tiny_build[0] / full["files"]["raw"][split]).read_bytes()
+    card = (out / "README.md").read_text()
+    assert "config_name: balanced" not in card and "--raw-only" in card and (out / "label_counts.png").is_file()
+    assert load_built(out, "raw")["train"].num_rows == 80
+    with pytest.raises(ValueError, match=r"has no 'balanced' config \(it has \['raw'\]\) \(built with --raw-only.*"
+                                         r"rebuild it without --raw-only: emo-hf data build --source "):
+        load_built(out, "balanced")
+    code = main(["data", "build", "--source", str(tiny_source), "--out", str(tmp_path / "z"), "--raw-only",
+                 "--balance", "smote"])
+    assert code == 2 and "--raw-only does not write" in capsys.readouterr().err and not (tmp_path / "z").exists()
 
 
 def test_push_to_hub_uploads_the_folder_as_a_dataset_repo(tiny_build, tiny_source, embed_cache, tmp_path, monkeypatch):

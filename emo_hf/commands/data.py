@@ -3,6 +3,7 @@
     emo-hf data build --out runs/data                                  # source from $EMO_HF_GOEMOTIONS or the Hub
     emo-hf data build --source ../shared/goemotions --out runs/data --balance smote --target-per-label 2000
     emo-hf data build --source mine.csv --out runs/mine --labels joy,anger --push-to-hub ORG/NAME
+    emo-hf data build --source ../shared/goemotions --out runs/text --raw-only   # text-mode training only: no embedding
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument("--out", required=True, help="output folder (replaced atomically when the build succeeds)")
     build.add_argument("--labels", default=None, help="comma-separated label names, 'goemotions' for all 28 (default: the 15 defaults)")
-    build.add_argument("--balance", default="ismote", choices=["ismote", "smote", "random", "none"], help="oversampling method (default: ismote)")
+    build.add_argument("--balance", default=None, choices=["ismote", "smote", "random", "none"], help="oversampling method (default: ismote)")
+    build.add_argument("--raw-only", action="store_true", help="write the raw config alone: no sentence embeddings, no "
+                       "balancing (most of a build's time on a CPU); enough for text-mode training, i.e. every decoder "
+                       "preset and minilm. Embedding-mode training and the ablation need the balanced config")
     build.add_argument(
         "--target-per-label",
         type=int,
@@ -94,11 +98,15 @@ def run(args: argparse.Namespace) -> int:
         user_data["split_column"] = args.split_column
     if args.drop_unknown_labels:
         user_data["drop_unknown_labels"] = True
+    if args.raw_only and args.balance is not None:
+        raise ValueError(f"--balance {args.balance} balances the 'balanced' config, which --raw-only does not write: "
+                         f"drop one, e.g. emo-hf data build --out {args.out} --raw-only")
     info = build_dataset(
         source,
         args.out,
         labels=args.labels,
-        balance=args.balance,
+        balance=args.balance or "ismote",
+        raw_only=args.raw_only,
         target_per_label=args.target_per_label,
         keep_no_emotion=args.keep_no_emotion,
         encoder=args.encoder,

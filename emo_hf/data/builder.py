@@ -14,6 +14,7 @@ Folder layout:
       label_counts.png              train positives per label, before / after balancing
       data/raw/{train,validation,test}-<fingerprint>.parquet        id, text, labels, emotions
       data/balanced/{train,validation,test}-<fingerprint>.parquet   + embedding, is_synthetic, seed_id, neighbor_id
+                                                                    (not written with raw_only / --raw-only)
 
 Everything is written to a temporary folder next to OUT and moved into place at the end, so a failed build leaves
 OUT as it was. OUT is checked before any work, the loaded splits are checked before embedding (`checks`), a killed
@@ -146,8 +147,15 @@ def build_dataset(
     show_progress: bool = True,
     command: str | None = None,
     user_data: dict[str, Any] | None = None,
+    raw_only: bool = False,
 ) -> dict[str, Any]:
     """Build the `raw` + `balanced` dataset folder at `out` and return the summary (also saved as build_info.json).
+
+    `raw_only=True` (`--raw-only`) writes the `raw` config alone: no sentence embeddings and no balancing, which is all
+    text-mode training needs (every decoder preset, and `minilm`); the embedding of every text is most of a build's
+    time on a CPU (GoEmotions, 2-core Zen 5 VM, 2026-12-02: embedding 126.8 of 130.6 s with balance='none'; raw-only
+    3.4 s). Embedding-mode training and the ablation need the `balanced` config: loading it from such a folder names
+    the fix.
 
     `source`: a GoEmotions TSV folder, the Hub id `google-research-datasets/go_emotions`, a CSV/JSONL/parquet file
     (see `load_user_data`; splits are made when it has none) or a `DatasetDict` from `load_user_data(...)`.
@@ -182,6 +190,12 @@ def build_dataset(
     texts = {split: column_values(dataset[split], "text") for split in SPLITS}
     duplicates = cross_split_duplicate_texts(texts)
     lap("load")
+    configs = {"raw": dataset}
+    if raw_only:
+        info = _build_info(source, source_kind, source_description, names, dataset, None, None, duplicates, warnings,
+                           command or _python_call(source, out, labels, balance, target_per_label, keep_no_emotion,
+                                                   encoder, seed, raw_only=True), seed)
+        return _write(out, configs, info, timings, start, lap, push_to_hub, private, names, balance, seed)
 
     # Embed every split once (validation/test embeddings ship in the balanced config); the cache makes rebuilds cheap.
     everything = [t for split in SPLITS for t in texts[split]]
@@ -235,8 +249,23 @@ def build_dataset(
     check_no_leakage(balanced)
     lap("assemble")
 
+    configs["balanced"] = balanced
+    info = _build_info(source, source_kind, source_description, names, dataset, balanced, result, duplicates, warnings,
+                       command or _python_call(source, out, labels, balance, target_per_label, keep_no_emotion,
+                                               encoder, seed), seed, encoder=encoder, backend=backend, dim=dim)
+    return _write(out, configs, info, timings, start, lap, push_to_hub, private, names, balance, seed)
+
+
+def _build_info(source, source_kind, source_description, names, dataset, balanced, result, duplicates, warnings,
+                command, seed, *, encoder=None, backend=None, dim=None) -> dict[str, Any]:
+    """build_info.json's content; `balanced` / `result` None for a raw-only build (no encoder, no balancing)."""
     count = lambda matrix: {name: int(v) for name, v in zip(names, (np.asarray(matrix) > 0).sum(axis=0))}  # noqa: E731
-    info: dict[str, Any] = {
+    rows = {"raw": {split: dataset[split].num_rows for split in SPLITS}}
+    if balanced is not None:
+        rows["balanced"] = {split: balanced[split].num_rows for split in SPLITS}
+    before = count(label_matrix(dataset["train"])) if result is None else \
+        {n: int(v) for n, v in zip(names, result.counts_before)}
+    return {
         "source": str(source) if source_kind != "datasetdict" else None,
         "source_kind": source_kind,
         "source_description": source_description,
@@ -244,25 +273,27 @@ def build_dataset(
         "encoder": encoder,
         "embedding_backend": backend,
         "embedding_dim": dim,
-        "balance": result.settings,
+        "balance": None if result is None else result.settings,
         "seed": seed,
-        "rows": {
-            "raw": {split: dataset[split].num_rows for split in SPLITS},
-            "balanced": {split: balanced[split].num_rows for split in SPLITS},
-        },
-        "synthetic_rows": int(result.is_synthetic.sum()),
-        "no_emotion": {"before": result.no_emotion_before, "after": result.no_emotion_after},
+        "rows": rows,
+        "synthetic_rows": 0 if result is None else int(result.is_synthetic.sum()),
+        "no_emotion": None if result is None else {"before": result.no_emotion_before, "after": result.no_emotion_after},
         "counts": {
-            "train_before": {n: int(v) for n, v in zip(names, result.counts_before)},
-            "train_after": {n: int(v) for n, v in zip(names, result.counts_after)},
+            "train_before": before,
+            "train_after": before if result is None else {n: int(v) for n, v in zip(names, result.counts_after)},
             "validation": count(label_matrix(dataset["validation"])),
             "test": count(label_matrix(dataset["test"])),
         },
         "duplicates": duplicates,
         "warnings": warnings,
-        "command": command or _python_call(source, out, labels, balance, target_per_label, keep_no_emotion, encoder, seed),
+        "command": command,
     }
 
+
+def _write(out: Path, configs: dict, info: dict[str, Any], timings: dict[str, float], start: float, lap, push_to_hub,
+           private: bool, names: list[str], balance: str, seed: int) -> dict[str, Any]:
+    """Write every config's parquet files, the card and build_info.json into a temporary folder, move it into place,
+    push if asked; returns `info` with `out` (and `pushed_to`)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = make_temporary(out)
     import datasets
@@ -270,20 +301,20 @@ def build_dataset(
     bars_were_on = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # one "Creating parquet" bar per file is noise next to the summary
     try:
-        for config, splits in (("raw", dataset), ("balanced", balanced)):
+        for config, splits in configs.items():
             for split in SPLITS:
                 target = temporary / data_file(config, split)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 splits[split].to_parquet(str(target))
         # File names carry a hash of every parquet byte (see card.data_file): deterministic, and new per content.
         digest = hashlib.sha256()
-        for config in ("raw", "balanced"):
+        for config in configs:
             for split in SPLITS:
                 digest.update((temporary / data_file(config, split)).read_bytes())
         info["fingerprint"] = digest.hexdigest()[:10]
         info["files"] = {config: {split: data_file(config, split, info["fingerprint"]) for split in SPLITS}
-                         for config in ("raw", "balanced")}
-        for config in ("raw", "balanced"):
+                         for config in configs}
+        for config in configs:
             for split in SPLITS:
                 os.replace(temporary / data_file(config, split), temporary / info["files"][config][split])
         write_dataset_card(temporary, info)
@@ -302,15 +333,18 @@ def build_dataset(
     if push_to_hub:
         from ..hub import upload_folder  # lazy: huggingface_hub upload code only when pushing
 
+        what = "raw only" if "balanced" not in configs else f"balance={balance}"
         info["pushed_to"] = upload_folder(
             out, push_to_hub, repo_type="dataset", private=private,
-            commit_message=f"emo-hf data build: {len(names)} labels, balance={balance}, seed={seed}",
+            commit_message=f"emo-hf data build: {len(names)} labels, {what}, seed={seed}",
         )
     return info
 
 
-def _python_call(source, out, labels, balance, target, keep, encoder, seed) -> str:
+def _python_call(source, out, labels, balance, target, keep, encoder, seed, raw_only: bool = False) -> str:
     label_part = "" if labels is None else f" --labels {labels if isinstance(labels, str) else ','.join(labels)}"
+    if raw_only:
+        return f"emo-hf data build --source {source} --out {Path(out).name}{label_part} --raw-only --seed {seed}"
     return (
         f"emo-hf data build --source {source} --out {Path(out).name}{label_part} --balance {balance} "
         f"--target-per-label {target} --keep-no-emotion {keep} --encoder {encoder} --seed {seed}"
@@ -323,13 +357,20 @@ def format_summary(info: dict[str, Any]) -> str:
     for config, rows in info["rows"].items():
         lines.append(f"  {config:9s} " + "  ".join(f"{split} {n:,}" for split, n in rows.items()))
     balance = info["balance"]
-    lines.append(
-        f"  balance: {balance['method']}, target {balance['target_per_label']}, keep no-emotion {balance['keep_no_emotion']} "
-        f"({info['no_emotion']['before']:,} -> {info['no_emotion']['after']:,}), synthetic rows {info['synthetic_rows']:,}"
-    )
-    lines.append(f"  {'label':16s} {'before':>7s} {'after':>7s}")
-    for name in info["labels"]:
-        lines.append(f"  {name:16s} {info['counts']['train_before'][name]:7,d} {info['counts']['train_after'][name]:7,d}")
+    if balance is None:
+        lines.append("  raw config only (--raw-only): no embeddings, no balancing; train positives per label:")
+        for name in info["labels"]:
+            lines.append(f"  {name:16s} {info['counts']['train_before'][name]:7,d}")
+    else:
+        lines.append(
+            f"  balance: {balance['method']}, target {balance['target_per_label']}, keep no-emotion "
+            f"{balance['keep_no_emotion']} ({info['no_emotion']['before']:,} -> {info['no_emotion']['after']:,}), "
+            f"synthetic rows {info['synthetic_rows']:,}"
+        )
+        lines.append(f"  {'label':16s} {'before':>7s} {'after':>7s}")
+        for name in info["labels"]:
+            lines.append(f"  {name:16s} {info['counts']['train_before'][name]:7,d} "
+                         f"{info['counts']['train_after'][name]:7,d}")
     duplicates = ", ".join(
         f"{pair} {d['count']} ({d['count_normalized']} case-insensitive)" for pair, d in info["duplicates"].items()
     )
@@ -357,9 +398,14 @@ def load_built(folder: str | Path, config: str = "raw"):
     if not info_path.is_file():
         raise FileNotFoundError(f"{folder} is not a dataset folder written by `emo-hf data build` (no {BUILD_INFO_FILE}). "
                                 f"Build it first: emo-hf data build --out {folder}")
-    files = json.loads(info_path.read_text(encoding="utf-8")).get("files") or {}
+    built = json.loads(info_path.read_text(encoding="utf-8"))
+    files = built.get("files") or {}
     if config not in files:
-        raise ValueError(f"{folder} has no {config!r} config (it has {sorted(files)}); rebuild it: emo-hf data build --out {folder}")
+        raw_only = sorted(files) == ["raw"]
+        why = " (built with --raw-only: no embeddings, no balancing)" if raw_only else ""
+        raise ValueError(f"{folder} has no {config!r} config (it has {sorted(files)}){why}; rebuild it"
+                         f"{' without --raw-only' if raw_only else ''}: emo-hf data build --source "
+                         f"{built.get('source') or 'SOURCE'} --out {folder}")
     missing = [name for name in files[config].values() if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{folder} lacks {missing}, named in its {BUILD_INFO_FILE}; rebuild it: emo-hf data build --out {folder}")

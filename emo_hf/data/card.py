@@ -42,8 +42,10 @@ def configs_yaml(splits: dict[str, Sequence[str]], default: str = "raw", fingerp
     return entries
 
 
-def plot_label_counts(labels: Sequence[str], before: Sequence[int], after: Sequence[int], path: str | Path, target: int | None = None) -> Path:
-    """A horizontal grouped bar chart of train positives per label, before and after balancing, saved as PNG."""
+def plot_label_counts(labels: Sequence[str], before: Sequence[int], after: Sequence[int] | None, path: str | Path,
+                      target: int | None = None) -> Path:
+    """A horizontal grouped bar chart of train positives per label, before and after balancing (`after` None: the
+    train rows alone), saved as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,8 +54,11 @@ def plot_label_counts(labels: Sequence[str], before: Sequence[int], after: Seque
 
     position = np.arange(len(labels))
     figure, axis = plt.subplots(figsize=(8, 0.35 * len(labels) + 1.5), dpi=100)
-    axis.barh(position - 0.2, before, height=0.4, label="before (real rows)", color="#8da0cb")
-    axis.barh(position + 0.2, after, height=0.4, label="after balancing", color="#fc8d62")
+    if after is None:
+        axis.barh(position, before, height=0.6, label="train rows", color="#8da0cb")
+    else:
+        axis.barh(position - 0.2, before, height=0.4, label="before (real rows)", color="#8da0cb")
+        axis.barh(position + 0.2, after, height=0.4, label="after balancing", color="#fc8d62")
     if target:
         axis.axvline(target, color="black", linestyle="--", linewidth=1, label=f"target {target}")
     axis.set_yticks(position, labels)
@@ -101,7 +106,8 @@ def card_text(info: dict[str, Any]) -> str:
         + " |"
         for pair, d in info["duplicates"].items()
     )
-    settings = ", ".join(f"{key}={value}" for key, value in balance.items() if value is not None)
+    raw_only = balance is None
+    settings = "" if raw_only else ", ".join(f"{key}={value}" for key, value in balance.items() if value is not None)
     source_line = info.get("source_description", str(info.get("source")))
     body = f"""
 # emo_hf emotion dataset
@@ -112,8 +118,7 @@ Multi-label emotion data built by `emo-hf data build` from {source_line}, with {
 ```python
 from datasets import load_dataset
 raw = load_dataset(PATH_OR_REPO_ID, "raw")            # id, text, labels (multi-hot float32), emotions (label names)
-balanced = load_dataset(PATH_OR_REPO_ID, "balanced")  # + embedding, is_synthetic, seed_id, neighbor_id
-names = raw["train"].features["emotions"].feature.names
+{"" if raw_only else 'balanced = load_dataset(PATH_OR_REPO_ID, "balanced")  # + embedding, is_synthetic, seed_id, neighbor_id' + chr(10)}names = raw["train"].features["emotions"].feature.names
 ```
 
 ## Configs and splits
@@ -124,23 +129,7 @@ names = raw["train"].features["emotions"].feature.names
 
 - **raw**: the source split untouched. `labels` is one float per label in the order above; `emotions` lists the
   positive labels as class indices (names in the features). Rows with none of the labels are all zeros.
-- **balanced**: train is balanced ({settings}); validation and test are the natural rows of `raw` with their
-  sentence embeddings (`{info["encoder"]}`, {info["embedding_dim"]} dimensions) and never contain synthetic rows.
-  Synthetic train rows have `is_synthetic=True`, no text (except `random`, which duplicates real rows with their
-  text), a copy of their seed's labels, and `seed_id` / `neighbor_id` naming the real train rows they were made
-  from. The build refuses to write if any seed or neighbour is not a train row or an id is in two splits.
-
-## Balancing: train positives per label
-
-No-emotion train rows: {info["no_emotion"]["before"]:,} before, {info["no_emotion"]["after"]:,} after undersampling
-(keep fraction {balance["keep_no_emotion"]}). Synthetic rows added: {info["synthetic_rows"]:,}.
-
-| label | before | after | added |
-|---|---|---|---|
-{table}
-
-![Train positives per label before and after balancing]({CHART_FILE})
-
+{_raw_only_lines(labels, before) if raw_only else _balanced_lines(info, settings, table)}
 ## Identical texts across splits of the source
 
 Counted and reported, not dropped (dropping would change the official split). "exact": distinct texts identical in
@@ -168,16 +157,53 @@ https://github.com/google-research/google-research/tree/master/goemotions .
     return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n{body}"))
 
 
+def _balanced_lines(info: dict[str, Any], settings: str, table: str) -> str:
+    balance = info["balance"]
+    return f"""- **balanced**: train is balanced ({settings}); validation and test are the natural rows of `raw` with their
+  sentence embeddings (`{info["encoder"]}`, {info["embedding_dim"]} dimensions) and never contain synthetic rows.
+  Synthetic train rows have `is_synthetic=True`, no text (except `random`, which duplicates real rows with their
+  text), a copy of their seed's labels, and `seed_id` / `neighbor_id` naming the real train rows they were made
+  from. The build refuses to write if any seed or neighbour is not a train row or an id is in two splits.
+
+## Balancing: train positives per label
+
+No-emotion train rows: {info["no_emotion"]["before"]:,} before, {info["no_emotion"]["after"]:,} after undersampling
+(keep fraction {balance["keep_no_emotion"]}). Synthetic rows added: {info["synthetic_rows"]:,}.
+
+| label | before | after | added |
+|---|---|---|---|
+{table}
+
+![Train positives per label before and after balancing]({CHART_FILE})
+"""
+
+
+def _raw_only_lines(labels: Sequence[str], before: dict[str, int]) -> str:
+    table = "\n".join(f"| {name} | {before[name]:,} |" for name in labels)
+    return f"""- Built with `--raw-only`: no `balanced` config (no sentence embeddings, no balancing). Embedding-mode training
+  and the balancing ablation need it: rebuild without `--raw-only`.
+
+## Train positives per label
+
+| label | train rows |
+|---|---|
+{table}
+
+![Train positives per label]({CHART_FILE})
+"""
+
+
 def write_dataset_card(folder: str | Path, info: dict[str, Any]) -> Path:
     """Write README.md (and the bar chart it shows) into a dataset folder."""
     folder = Path(folder)
     labels = info["labels"]
+    balance = info["balance"] or {"method": "none"}  # None: a raw-only build (its chart shows one bar per label)
     plot_label_counts(
         labels,
         [info["counts"]["train_before"][n] for n in labels],
-        [info["counts"]["train_after"][n] for n in labels],
+        None if info["balance"] is None else [info["counts"]["train_after"][n] for n in labels],
         folder / CHART_FILE,
-        target=info["balance"].get("target_per_label") if info["balance"].get("method") != "none" else None,
+        target=balance.get("target_per_label") if balance.get("method") != "none" else None,
     )
     path = folder / "README.md"
     path.write_text(card_text(info), encoding="utf-8")
