@@ -188,7 +188,9 @@ def pad_as_in_training(tokenizer):
     Why: a tokenizer's `padding_side` attribute is not written by `save_pretrained` (only its init kwargs are), so a
     reloaded tokenizer pads on its class's default: GemmaTokenizer's is the left. Gemma 3 270M, trained right-padded on
     the H200, scored validation macro-F1 0.527 in its run and 0.395 reloaded left-padded (docs/results.md, "Decoders";
-    the likely cause, not yet re-measured on a GPU with this fix); folders saved before it get the side here on load."""
+    the likely cause, not yet re-measured on a GPU with this fix); folders saved before it get the side here on load.
+    emo_hf.backbones.families.set_padding_side does the same for a family's side; not imported here because this file
+    also runs as a saved model's remote code, without emo_hf."""
     tokenizer.padding_side = TRAINING_PADDING_SIDE
     tokenizer.init_kwargs["padding_side"] = TRAINING_PADDING_SIDE
     return tokenizer

@@ -102,7 +102,7 @@ def test_train_save_reload_with_emo_hf(trained, family):
         assert torch.equal(loaded(**inputs).logits, logits)
 
 
-def test_a_folder_saved_without_padding_side_still_pads_right(trained, tmp_path):
+def test_a_saved_folder_pads_right_whatever_its_tokenizer_config_says(trained, tmp_path):
     """Folders saved before the side was written (or whose tokenizer says left) load padding right, as they trained."""
     import shutil
 

@@ -195,7 +195,7 @@ def build_dataset(
         info = _build_info(source, source_kind, source_description, names, dataset, None, None, duplicates, warnings,
                            command or _python_call(source, out, labels, balance, target_per_label, keep_no_emotion,
                                                    encoder, seed, raw_only=True), seed)
-        return _write(out, configs, info, timings, start, lap, push_to_hub, private, names, balance, seed)
+        return _write(out, configs, info, timings, start, lap, push_to_hub, private)
 
     # Embed every split once (validation/test embeddings ship in the balanced config); the cache makes rebuilds cheap.
     everything = [t for split in SPLITS for t in texts[split]]
@@ -253,7 +253,7 @@ def build_dataset(
     info = _build_info(source, source_kind, source_description, names, dataset, balanced, result, duplicates, warnings,
                        command or _python_call(source, out, labels, balance, target_per_label, keep_no_emotion,
                                                encoder, seed), seed, encoder=encoder, backend=backend, dim=dim)
-    return _write(out, configs, info, timings, start, lap, push_to_hub, private, names, balance, seed)
+    return _write(out, configs, info, timings, start, lap, push_to_hub, private)
 
 
 def _build_info(source, source_kind, source_description, names, dataset, balanced, result, duplicates, warnings,
@@ -291,7 +291,7 @@ def _build_info(source, source_kind, source_description, names, dataset, balance
 
 
 def _write(out: Path, configs: dict, info: dict[str, Any], timings: dict[str, float], start: float, lap, push_to_hub,
-           private: bool, names: list[str], balance: str, seed: int) -> dict[str, Any]:
+           private: bool) -> dict[str, Any]:
     """Write every config's parquet files, the card and build_info.json into a temporary folder, move it into place,
     push if asked; returns `info` with `out` (and `pushed_to`)."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -333,10 +333,10 @@ def _write(out: Path, configs: dict, info: dict[str, Any], timings: dict[str, fl
     if push_to_hub:
         from ..hub import upload_folder  # lazy: huggingface_hub upload code only when pushing
 
-        what = "raw only" if "balanced" not in configs else f"balance={balance}"
+        what = "raw only" if info["balance"] is None else f"balance={info['balance']['method']}"
         info["pushed_to"] = upload_folder(
             out, push_to_hub, repo_type="dataset", private=private,
-            commit_message=f"emo-hf data build: {len(names)} labels, {what}, seed={seed}",
+            commit_message=f"emo-hf data build: {len(info['labels'])} labels, {what}, seed={info['seed']}",
         )
     return info
 
