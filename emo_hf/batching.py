@@ -173,9 +173,10 @@ class BucketPaddingCollator:
         torch.Size([1, 16])
     """
 
-    def __init__(self, tokenizer, buckets: Sequence[int]):
+    def __init__(self, tokenizer, buckets: Sequence[int], shared_prefix: Sequence[int] = ()):
         self.tokenizer = tokenizer
         self.buckets = sorted(int(b) for b in buckets)
+        self.shared_prefix = list(shared_prefix)  # emo_hf.shared_prefix: marked per batch when every row has it
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
@@ -186,6 +187,10 @@ class BucketPaddingCollator:
                                 for f in features], filler_token_id(self.tokenizer))
         batch = self.tokenizer.pad(keep, padding="max_length", max_length=width, return_tensors="pt")
         batch["labels"] = labels
+        if self.shared_prefix:
+            from .shared_prefix import mark_shared_prefix
+
+            batch = mark_shared_prefix(batch, self.shared_prefix)
         return batch
 
 

@@ -388,11 +388,14 @@ class EmoModelForMultiLabel(PreTrainedModel):
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 sentence_embeddings: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, return_dict: bool | None = None,
-                **kwargs: Any) -> EmoModelOutput:
+                shared_prefix_length: int | None = None, **kwargs: Any) -> EmoModelOutput:
         """Logits [batch, num_labels] and, with `labels` [batch, num_labels] (0/1 floats), the focal loss.
 
         Text mode: `input_ids`, `attention_mask` [batch, seq] (left or right padded; longer than max_length is
         cut, with one warning). Embedding mode: `sentence_embeddings` [batch, encoder_dim].
+        `shared_prefix_length` P (a decoder, right-padded rows that all begin with the same P attended tokens and hold
+        at least one more; emo_hf.shared_prefix.mark_shared_prefix checks that on the CPU): the first P tokens are
+        run once for the batch instead of once per row (`_backbone_with_shared_prefix`); the logits are the same.
         Other keyword arguments (e.g. the Trainer's `num_items_in_batch`) are ignored.
         """
         config = self.config
@@ -421,7 +424,11 @@ class EmoModelForMultiLabel(PreTrainedModel):
                                                                                 token_type_ids)
             if token_type_ids is not None:
                 extra["token_type_ids"] = token_type_ids
-            out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra)
+            if shared_prefix_length and input_ids.shape[1] > shared_prefix_length and not config.is_encoder_backbone:
+                out = self._backbone_with_shared_prefix(input_ids, attention_mask, shared_prefix_length)
+                attention_mask = attention_mask[:, shared_prefix_length:]  # the rows' own tokens, as out[0]
+            else:
+                out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra)
         hidden_states = out[0]  # [batch, seq, hidden], after the final norm
         pooled = self._pool(hidden_states, attention_mask.to(hidden_states.device))  # [batch, hidden]
         logits = self.score(self.dropout(pooled.to(device=self.score.weight.device, dtype=self.score.weight.dtype)))
@@ -429,6 +436,25 @@ class EmoModelForMultiLabel(PreTrainedModel):
         if labels is not None:
             loss = focal_loss(logits.float(), labels.to(logits.device).float(), config.focal_gamma, config.focal_alpha)
         return EmoModelOutput(loss=loss, logits=logits)
+
+    def _backbone_with_shared_prefix(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix: int):
+        """The decoder's output for the rows' own tokens [batch, seq - prefix, hidden], the shared first `prefix`
+        tokens (the instruction prompt's template and question: 31 of Qwen2.5's ~58 tokens per GoEmotions row) run
+        once, as one row, their keys and values then read by every row. Exact under causal attention: no token
+        before position `prefix` sees a later one, so the prefix's keys and values are the same in every row; the
+        rows' positions continue at `prefix` (right padding); gradients reach the prefix's computation through the
+        cache, summed over the rows by `expand`'s backward."""
+        from transformers import DynamicCache
+
+        ahead = self.backbone(input_ids=input_ids[:1, :prefix], attention_mask=attention_mask[:1, :prefix],
+                              use_cache=True)  # [1, prefix] -> keys/values [1, kv_heads, prefix, head_dim] per layer
+        rows = input_ids.shape[0]
+        shared = DynamicCache()
+        for i, layer in enumerate(ahead.past_key_values.layers):
+            shared.update(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1), i)
+        # attention_mask stays whole [batch, prefix + own]: the mask builder reads the cache's length from it
+        return self.backbone(input_ids=input_ids[:, prefix:], attention_mask=attention_mask, past_key_values=shared,
+                             use_cache=True)
 
     def _pool(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.config.pooling == "mean":

@@ -88,6 +88,11 @@ class TrainSettings:
                                "inductor cache of an earlier run (2 epochs at 8,192 tokens: 213.2 s cold, 71.7 s "
                                "warm); evaluation runs eager there)."})
     prompt: str = field(default="plain", metadata={"help": "Decoder input: 'plain' (the text) or 'instruction' (chat template + 'Which emotions does this text express?'); recorded in the model's config, so predict applies it too."})
+    shared_prefix: bool = field(default=True, metadata={"help": "With prompt 'instruction' on a decoder: run the "
+                                "template tokens every row begins with once per batch, not once per row (exact: "
+                                "emo_hf.shared_prefix; Qwen2.5: 31 of ~58 tokens per GoEmotions row); skipped, and "
+                                "training_info.json says why, under gradient checkpointing, Unsloth or sliding "
+                                "attention. --no-shared-prefix runs whole rows."})
     seed: int = field(default=42, metadata={"help": "Seed for sampling, initialisation and shuffling."})
     dataloader_workers: int | None = field(default=None, metadata={"help": "Processes that build the batches "
                                            "(gathering rows, padding) beside the training loop; unset = 2 on a GPU, "

@@ -327,9 +327,13 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
     if settings.input_mode == "text":
         from .batching import BucketPaddingCollator, bucket_lengths
 
+        from .shared_prefix import plan_shared_prefix
+
         encoded = tokenize_splits(eval_splits, model.tokenizer, settings.max_length, model.format_texts)
         buckets = bucket_lengths(settings.max_length)
-        collator = BucketPaddingCollator(model.tokenizer, buckets) if budget else TextCollator(model.tokenizer)
+        prefix, model.shared_prefix_info = plan_shared_prefix(model, settings.shared_prefix, plan.gradient_checkpointing)
+        collator = (BucketPaddingCollator(model.tokenizer, buckets, prefix) if budget
+                    else TextCollator(model.tokenizer, prefix))
     else:
         encoded = embedding_columns(eval_splits)
         collator = EmbeddingCollator()
@@ -447,6 +451,7 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
         "device": _device_name() if distributed.world_size() == 1 else f"{distributed.world_size()} processes x {_device_name()}",
         "peak_gpu_memory_gib": _peak_gpu_gib(),
         "compile": getattr(model, "compile_info", None),
+        "shared_prefix": getattr(model, "shared_prefix_info", None),
         "dataloader_workers": trainer.args.dataloader_num_workers,
         "date": time.strftime("%Y-%m-%d"),
     })

@@ -9,6 +9,7 @@ collators that make batches.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -113,7 +114,7 @@ class EmbeddingCollator:
 class TextCollator:
     """Dynamic padding to the longest text of the batch; labels stay float multi-hot."""
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer, shared_prefix: Sequence[int] = ()):
         from transformers import DataCollatorWithPadding
 
         import torch
@@ -121,6 +122,7 @@ class TextCollator:
         # multiples of 8 suit GPU tensor cores; on a CPU they are only extra tokens (~15% more on GoEmotions batches,
         # docs/benchmarks.md "CPU main job"), and padded positions are masked, so the results are the same
         self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None)
+        self.shared_prefix = list(shared_prefix)  # emo_hf.shared_prefix: marked per batch when every row has it
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
@@ -130,4 +132,8 @@ class TextCollator:
         labels = torch.tensor(np.asarray([f.pop("labels") for f in features], dtype=np.float32))
         batch = self.pad(fill_empty_rows(features, filler_token_id(self.pad.tokenizer)))  # empty rows break attention
         batch["labels"] = labels
+        if self.shared_prefix and self.pad.tokenizer.padding_side == "right":
+            from .shared_prefix import mark_shared_prefix
+
+            batch = mark_shared_prefix(batch, self.shared_prefix)
         return batch

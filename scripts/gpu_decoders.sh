@@ -65,6 +65,10 @@
 #   (the time a second run pays); then side by side, timings void, quality only, on the same warm cache: lr 2e-4 and
 #   4e-4 at 8,192 tokens, Gemma 3 270M's 2-epoch preset (its reload check). Between the two, alone, 4,096-token
 #   batches on the same warm cache: the current settings' warm time.
+# SCHEDULE=prefix (DATA28 unused), every job alone, each only before $DEADLINE: the preset as it now is (8,192-token
+#   batches, stack + CUDA graphs, the instruction prompt's template run once per batch: emo_hf.shared_prefix), cold,
+#   then on that job's warm inductor cache; Gemma 3 270M's 2-epoch preset (does the reloaded model now score as in
+#   the run); the preset with whole rows (--no-shared-prefix), cold: the same lease's before.
 # SMOKE=1 runs a schedule on a CPU in minutes (tiny slices, 1 epoch, no 4-bit): the check of this script.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -335,6 +339,19 @@ budget_schedule() {  # STAGE DATA: 8,192-token batches, cold and warm, quality s
   echo done > "$RES/ALL_DONE"
 }
 
+prefix_schedule() {  # STAGE DATA: shared prefix cold and warm, Gemma's reload, whole rows cold
+  local stage=$1 data=$2
+  local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
+  schedule_started prefix
+  wait_for_file "$q05" 900 || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
+  job q05-prefix "$data" qwen2.5-0.5b "$q05"
+  INDUCTOR_CACHE=$RES/q05-prefix/inductor-cache job q05-prefix-warm "$data" qwen2.5-0.5b "$q05"
+  if wait_for_file "$gemma" 120; then job gemma-2ep "$data" gemma3-270m "$gemma"; fi
+  job q05-whole-rows "$data" qwen2.5-0.5b "$q05" --no-shared-prefix
+  echo "$(date -u +%T) schedule done"
+  echo done > "$RES/ALL_DONE"
+}
+
 finish_schedule() {  # STAGE DATA: what the stack schedule left, when its cold stack compile took the lease's time
   local stage=$1 data=$2
   local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
@@ -378,7 +395,7 @@ case ${1:-} in
   start) shift; mkdir -p "$RES"; setsid nohup bash "$0" schedule "$@" > "$RES/master.log" 2>&1 < /dev/null &
          echo "started: log $RES/master.log" ;;
   schedule) shift
-            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; warm) warm_schedule "$@" ;; budget) budget_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
+            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; warm) warm_schedule "$@" ;; budget) budget_schedule "$@" ;; prefix) prefix_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
   status) status ;;
   wait) wait_for_file "$RES/${3:-ALL_DONE}" "${2:?seconds}"; status; tail -5 "$RES/master.log" ;;
   collect) collect ;;

@@ -228,6 +228,9 @@ def test_smollm2_trains_through_the_cli(goemotions_slice_data, tmp_path):
     assert model.format_texts(["so happy"])[0].count("Which emotions does this text express?") == 1
     info = json.loads((out / "model" / "training_info.json").read_text())
     assert info["epochs_run"] == 1 and 0 <= info["validation_metrics_tuned"]["macro_f1"] <= 1
+    # The template's tokens ran once per batch (emo_hf.shared_prefix) and the saved model, reading whole rows,
+    # matched the trained one on validation texts (the reload check feeds it the training collator's batches).
+    assert info["shared_prefix"]["tokens"] >= 20 and info["reload_check"]["ok"] is True
     probabilities = model.predict_proba(["I am so happy for you!", "This is awful."])
     assert probabilities.shape == (2, len(config.labels))
 

@@ -1,0 +1,106 @@
+"""The instruction prompt's shared prefix, run once per batch instead of once per row.
+
+    from emo_hf.shared_prefix import plan_shared_prefix, mark_shared_prefix
+    prefix, info = plan_shared_prefix(model)         # token ids every formatted text begins with, and why / why not
+    batch = mark_shared_prefix(collated_batch, prefix)   # adds shared_prefix_length=P when every row begins so
+
+or nothing at all: `emo-hf train` does it for the decoder presets with `prompt='instruction'` (`--no-shared-prefix`
+turns it off) and records it in training_info.json ("shared_prefix").
+
+Why: with Qwen2.5's chat template every GoEmotions row reads `<|im_start|>system ... <|im_end|> <|im_start|>user
+Which emotions does this text express?` before its text: 31 identical tokens of ~58 per padded row, computed again
+for every row. Under causal attention those positions never see a later token, so their keys and values are the same
+in every row: `EmoModelForMultiLabel.forward(..., shared_prefix_length=P)` runs them once, as one row, and lets every
+row's own tokens attend to that one copy (a key/value cache, `_backbone_with_shared_prefix`). The logits and the
+gradients are those of the whole rows (tests/test_shared_prefix.py checks both against the plain forward); the
+projections and MLPs then see about half the tokens.
+
+Only for what it is exact and tested on: a decoder (not an encoder: its attention looks both ways), text mode,
+every layer full causal attention (a sliding window would need its own cache), no gradient checkpointing (its
+layers drop the cache in training) and not Unsloth's patched forward. The batch is checked on the CPU in the
+collator, where it costs no GPU sync: a batch whose rows do not all begin with the prefix (a text that starts with
+the characters the template ends with merges with them into other tokens) runs whole, as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+# Texts that begin differently (a letter, a space, a newline, a digit, punctuation): the formatted texts' longest
+# common token prefix is then the template's, not some text's first word.
+_PROBES = ("a", "Hello there", " x", "\n\nwhat", "1.", "¿Qué?", "!!")
+
+
+def skip_reason(model, gradient_checkpointing: bool = False) -> str | None:
+    """Why the shared prefix does not apply to this classifier, or None."""
+    config = model.config
+    if config.input_mode != "text":
+        return "embedding mode (no prompt tokens)"
+    if config.prompt != "instruction":
+        return f"prompt={config.prompt!r} (only the instruction prompt begins every row with the same tokens)"
+    if config.is_encoder_backbone:
+        return "an encoder backbone (its attention reads later tokens too)"
+    if "_unsloth_model" in vars(model):
+        return "the backbone was loaded through Unsloth (its patched forward is not checked with a cache)"
+    if gradient_checkpointing or getattr(model.backbone, "is_gradient_checkpointing", False):
+        return "gradient checkpointing is on (checkpointed layers drop the key/value cache in training)"
+    text_config = model.backbone.config.get_text_config()
+    kinds = set(getattr(text_config, "layer_types", None) or ["full_attention"])
+    if kinds != {"full_attention"}:
+        return f"layers of kinds {sorted(kinds)} (only full causal attention is exact with one shared cache)"
+    window = getattr(text_config, "sliding_window", None)
+    windowed = text_config.to_dict().get("use_sliding_window", window is not None)
+    if windowed and window is not None and window < model.config.max_length:
+        # A window at least max_length long (Mistral 7B's 4,096 at 128 tokens) never hides a token: full attention.
+        return f"a sliding attention window of {window} tokens, shorter than max_length={model.config.max_length}"
+    return None
+
+
+def prefix_token_ids(model) -> list[int]:
+    """The token ids that every text begins with once formatted and tokenized as in training (`model.tokenize`'s
+    prompt, the tokenizer's special tokens): the longest common prefix over texts that begin differently."""
+    tokenizer = model.tokenizer
+    rows = tokenizer(model.format_texts(_PROBES), truncation=False)["input_ids"]
+    common = list(rows[0])
+    for ids in rows[1:]:
+        n = 0
+        while n < min(len(common), len(ids)) and common[n] == ids[n]:
+            n += 1
+        common = common[:n]
+    return [int(i) for i in common]
+
+
+def plan_shared_prefix(model, enabled: bool = True, gradient_checkpointing: bool = False
+                       ) -> tuple[list[int], dict[str, Any]]:
+    """(prefix token ids, or [] when not used; the record for training_info.json)."""
+    if not enabled:
+        return [], {"skipped": "turned off (--no-shared-prefix)"}
+    reason = skip_reason(model, gradient_checkpointing)
+    if reason is None and model.tokenizer is None:
+        reason = "no tokenizer attached"
+    if reason:
+        return [], {"skipped": reason}
+    prefix = prefix_token_ids(model)
+    if len(prefix) < 2:
+        return [], {"skipped": f"the formatted texts share only {len(prefix)} token(s)"}
+    return prefix, {"tokens": len(prefix)}
+
+
+def mark_shared_prefix(batch: dict[str, Any], prefix: Sequence[int]) -> dict[str, Any]:
+    """`batch` (right-padded CPU tensors) with `shared_prefix_length` = len(prefix) when every row begins with
+    `prefix`, attended, and has at least one attended token after it (the one the classifier pools); unchanged
+    otherwise. A plain int, not a tensor: reading it costs the GPU no sync."""
+    if not prefix:
+        return batch
+    import torch
+
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    width = len(prefix)
+    if ids.shape[1] <= width:
+        return batch
+    expected = torch.as_tensor(list(prefix), dtype=ids.dtype)
+    begins = bool((ids[:, :width] == expected).all()) and bool(mask[:, :width].bool().all())
+    if begins and bool((mask.sum(dim=1) > width).all()):
+        batch["shared_prefix_length"] = width
+    return batch

@@ -1,0 +1,106 @@
+"""The instruction prompt's template tokens, run once per batch (`shared_prefix_length`): the same logits and LoRA
+gradients as whole rows, eager and compiled as one region; the collator marks only batches where every row has the
+prefix; the trainer records what it did."""
+
+import pytest
+import torch
+
+LABELS = ["joy", "anger", "fear"]
+TEXTS = ["i love this", "so sad that day was awful , why would you do that", "what a great day !", "why ?", "ok"]
+TEMPLATE = ("{{ bos_token }}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% for m in messages %}"
+            "<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n")
+
+
+def _instruction_model(folder, family="qwen2"):
+    from emo_hf.backbones import load_for_training
+
+    model = load_for_training(folder, labels=LABELS, lora={"r": 2}, max_length=64, prompt="instruction")
+    model.tokenizer.chat_template = TEMPLATE
+    model.dropout.p = 0.0
+    return model
+
+
+def _collate(model, prefix, texts=TEXTS):
+    from emo_hf.batching import BucketPaddingCollator, bucket_lengths
+
+    encoded = model.tokenizer(model.format_texts(texts), truncation=True, max_length=64)
+    features = [{"input_ids": ids, "attention_mask": mask, "labels": [1.0, 0.0, float(i % 2)]}
+                for i, (ids, mask) in enumerate(zip(encoded["input_ids"], encoded["attention_mask"]))]
+    return BucketPaddingCollator(model.tokenizer, bucket_lengths(64), prefix)(features)
+
+
+def _logits_and_grads(model, batch):
+    model.zero_grad()
+    out = model(**batch)
+    out.loss.backward()
+    return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _assert_same(got, want):
+    torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-6)
+    assert set(got[1]) == set(want[1]) and any("lora_A" in n for n in want[1])
+    for name, grad in want[1].items():
+        torch.testing.assert_close(got[1][name], grad, rtol=1e-4, atol=1e-7, msg=name)
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama", "mistral"])
+def test_shared_prefix_gives_the_whole_rows_logits_and_gradients(tiny_family_dirs, family):
+    from emo_hf.shared_prefix import plan_shared_prefix
+
+    model = _instruction_model(tiny_family_dirs[family])
+    prefix, info = plan_shared_prefix(model)
+    system_and_question = model.tokenizer(model.format_texts(["x"])[0].split("x")[0])["input_ids"]
+    assert info == {"tokens": len(prefix)} and len(prefix) >= len(system_and_question) - 1 > 10
+    batch = _collate(model, prefix)
+    assert batch["shared_prefix_length"] == len(prefix)
+    whole = {k: v for k, v in batch.items() if k != "shared_prefix_length"}
+    _assert_same(_logits_and_grads(model, batch), _logits_and_grads(model, whole))
+
+
+def test_shared_prefix_under_the_compiled_layer_loop(tiny_family_dirs):
+    from emo_hf.backbones.compilation import compile_layers
+    from emo_hf.shared_prefix import plan_shared_prefix
+
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    eager = _instruction_model(tiny_family_dirs["qwen2"])
+    compiled = _instruction_model(tiny_family_dirs["qwen2"])
+    compiled.load_state_dict(eager.state_dict())
+    counter = CompileCounterWithBackend("aot_eager")
+    compile_layers(compiled.backbone, scope="stack", backend=counter)
+    prefix, _ = plan_shared_prefix(compiled)
+    for texts in (TEXTS, TEXTS[:3]):  # two batch shapes: the prefix's graph and the rows' graph, each once
+        batch = _collate(eager, prefix, texts)
+        assert batch["shared_prefix_length"] == len(prefix)
+        _assert_same(_logits_and_grads(compiled, batch), _logits_and_grads(eager, batch))
+    assert counter.frame_count == 2
+
+
+def test_a_batch_is_marked_only_when_every_row_has_the_prefix_and_more():
+    from emo_hf.shared_prefix import mark_shared_prefix
+
+    def batch(rows, mask=None):
+        ids = torch.tensor(rows)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids) if mask is None else torch.tensor(mask)}
+
+    assert mark_shared_prefix(batch([[5, 6, 7, 0], [5, 6, 8, 9]], [[1, 1, 1, 0], [1, 1, 1, 1]]),
+                              [5, 6])["shared_prefix_length"] == 2
+    assert "shared_prefix_length" not in mark_shared_prefix(batch([[5, 6, 7], [5, 9, 8]]), [5, 6])  # a row differs
+    # a row that is only the prefix (nothing left to pool), and a left-padded row
+    assert "shared_prefix_length" not in mark_shared_prefix(batch([[5, 6, 0], [5, 6, 8]], [[1, 1, 0], [1, 1, 1]]),
+                                                            [5, 6])
+    assert "shared_prefix_length" not in mark_shared_prefix(batch([[5, 6, 7], [5, 6, 8]], [[0, 1, 1], [1, 1, 1]]),
+                                                            [5, 6])
+    assert "shared_prefix_length" not in mark_shared_prefix(batch([[5, 6, 7]]), [])
+
+
+def test_shared_prefix_is_skipped_where_it_is_not_exact(tiny_family_dirs):
+    from emo_hf.shared_prefix import plan_shared_prefix
+
+    model = _instruction_model(tiny_family_dirs["qwen2"])
+    assert plan_shared_prefix(model, enabled=False) == ([], {"skipped": "turned off (--no-shared-prefix)"})
+    assert "gradient checkpointing" in plan_shared_prefix(model, gradient_checkpointing=True)[1]["skipped"]
+    model.config.prompt = "plain"
+    assert plan_shared_prefix(model)[1]["skipped"].startswith("prompt='plain'")
+    gemma = _instruction_model(tiny_family_dirs["gemma3"])  # sliding and full attention layers alternate
+    assert "sliding_attention" in plan_shared_prefix(gemma)[1]["skipped"]
