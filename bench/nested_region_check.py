@@ -9,7 +9,10 @@ compiled as one stack, against the same model in eager mode, over three batch sh
 Why: `--compile-scope stack` compiles all layers as one region (the scope where CUDA graphs work), and its cold
 compile took 142 s against 20 s per layer on the H200 (docs/benchmarks.md, "The whole layer loop as one compiled
 region"); a nested region would trace one layer instead of 24. Prints one line per shape: how many gradient tensors
-differ from eager (rtol 1e-3), and the first few. The library does not use nested regions (docs/benchmarks.md).
+differ from eager (rtol 1e-3), and the first few, for whole rows and for the shared prefix (the compiled model run
+with `shared_prefix_length`, emo_hf.shared_prefix, against eager whole rows). The test suite compiles with aot_eager
+only (inductor's code generation takes minutes on 2 cores): `--backend inductor` is the check of the generated code.
+The library does not use nested regions (docs/benchmarks.md). Exits 1 when a logit or gradient differs.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import types
 from pathlib import Path
 
 import torch
+import torch._functorch.config as functorch_config  # (imported in main, `torch` would be local there)
 
 TEXTS = ["i love this", "so sad that day was awful", "what a great day !", "why would you do that ?"]
 
@@ -34,9 +38,7 @@ def main() -> int:
     p.add_argument("--no-donated-buffer", action="store_true", help="torch._functorch.config.donated_buffer=False")
     args = p.parse_args()
     if args.no_donated_buffer:
-        import torch._functorch.config
-
-        torch._functorch.config.donated_buffer = False
+        functorch_config.donated_buffer = False
 
     from transformers import AutoModel
 
@@ -62,25 +64,31 @@ def main() -> int:
             layer.forward = types.MethodType(marked, layer)
     compile_layers(compiled.backbone, scope="stack", backend=args.backend)
 
-    started = time.perf_counter()
+    def logits_and_gradients(model, batch, labels, **extra):
+        model.zero_grad()
+        out = model(**batch, labels=labels, **extra)
+        out.loss.backward()
+        return out.logits.detach(), {n: q.grad.clone() for n, q in model.named_parameters() if q.grad is not None}
+
+    started, failed = time.perf_counter(), False
+    prefix = 5  # tokens every row begins with, as the instruction prompt's template
     for rows, pad_to in [(4, 8), (3, 16), (2, 24)]:
         batch = eager.tokenizer(TEXTS[:rows], padding="max_length", max_length=pad_to, return_tensors="pt")
         labels = torch.tensor([[1.0, 0.0, 1.0]] * rows)
-        results = []
-        for model in models:
-            model.zero_grad()
-            out = model(**batch, labels=labels)
-            out.loss.backward()
-            grads = {n: q.grad.clone() for n, q in model.named_parameters() if q.grad is not None}
-            results.append((out.logits.detach(), grads))
-        (want_logits, want), (got_logits, got) = results
-        bad = [n for n, g in want.items() if not torch.allclose(got[n], g, rtol=1e-3, atol=1e-5)]
-        print(f"{'nested' if not args.no_nested else 'stack'} {args.backend} L{args.layers} rows {rows} x {pad_to}: "
-              f"logits {'match' if torch.allclose(got_logits, want_logits, rtol=1e-4, atol=1e-5) else 'DIFFER'}, "
-              f"{len(bad)} of {len(want)} gradients differ {bad[:3]}", flush=True)
+        shared = {"input_ids": torch.cat([batch["input_ids"][:1, :prefix].expand(rows, -1), batch["input_ids"]], 1),
+                  "attention_mask": torch.cat([torch.ones(rows, prefix, dtype=torch.long), batch["attention_mask"]], 1)}
+        for path, inputs, extra in (("whole rows", batch, {}), ("shared prefix", shared, {"shared_prefix_length": prefix})):
+            want_logits, want = logits_and_gradients(eager, inputs, labels)
+            got_logits, got = logits_and_gradients(compiled, inputs, labels, **extra)
+            bad = [n for n, g in want.items() if not torch.allclose(got[n], g, rtol=1e-3, atol=1e-5)]
+            logits_match = torch.allclose(got_logits, want_logits, rtol=1e-4, atol=1e-5)
+            failed |= bool(bad) or not logits_match
+            print(f"{'nested' if not args.no_nested else 'stack'} {args.backend} L{args.layers} {path}, rows {rows} x "
+                  f"{pad_to}: logits {'match' if logits_match else 'DIFFER'}, {len(bad)} of {len(want)} gradients "
+                  f"differ {bad[:3]}", flush=True)
     print(f"{time.perf_counter() - started:.1f} s for the three shapes (compiling included)")
     shutil.rmtree(folder.parent)  # the random model this script wrote
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

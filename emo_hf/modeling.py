@@ -188,7 +188,8 @@ def pad_as_in_training(tokenizer):
     Why: a tokenizer's `padding_side` attribute is not written by `save_pretrained` (only its init kwargs are), so a
     reloaded tokenizer pads on its class's default: GemmaTokenizer's is the left. Gemma 3 270M, trained right-padded on
     the H200, scored validation macro-F1 0.527 in its run and 0.395 reloaded left-padded (docs/results.md, "Decoders";
-    the likely cause, not yet re-measured on a GPU with this fix); folders saved before it get the side here on load.
+    with this fix, 0.526 in the run and 0.525 reloaded, H200 2026-12-02); folders saved before it get the side here on
+    load.
     emo_hf.backbones.families.set_padding_side does the same for a family's side; not imported here because this file
     also runs as a saved model's remote code, without emo_hf."""
     tokenizer.padding_side = TRAINING_PADDING_SIDE
@@ -439,7 +440,7 @@ class EmoModelForMultiLabel(PreTrainedModel):
 
     def _backbone_with_shared_prefix(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix: int):
         """The decoder's output for the rows' own tokens [batch, seq - prefix, hidden], the shared first `prefix`
-        tokens (the instruction prompt's template and question: 31 of Qwen2.5's ~58 tokens per GoEmotions row) run
+        tokens (the instruction prompt's template and question: 30 of Qwen2.5's ~58 tokens per GoEmotions row) run
         once, as one row, their keys and values then read by every row. Exact under causal attention: no token
         before position `prefix` sees a later one, so the prefix's keys and values are the same in every row; the
         rows' positions continue at `prefix` (right padding); gradients reach the prefix's computation through the

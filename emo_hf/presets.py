@@ -88,11 +88,12 @@ class TrainSettings:
                                "inductor cache of an earlier run (2 epochs at 8,192 tokens: 213.2 s cold, 71.7 s "
                                "warm); evaluation runs eager there)."})
     prompt: str = field(default="plain", metadata={"help": "Decoder input: 'plain' (the text) or 'instruction' (chat template + 'Which emotions does this text express?'); recorded in the model's config, so predict applies it too."})
-    shared_prefix: bool = field(default=True, metadata={"help": "With prompt 'instruction' on a decoder: run the "
+    shared_prefix: bool = field(default=False, metadata={"help": "With prompt 'instruction' on a decoder: run the "
                                 "template tokens every row begins with once per batch, not once per row (exact: "
-                                "emo_hf.shared_prefix; Qwen2.5: 31 of ~58 tokens per GoEmotions row); skipped, and "
-                                "training_info.json says why, under gradient checkpointing, Unsloth or sliding "
-                                "attention. --no-shared-prefix runs whole rows."})
+                                "emo_hf.shared_prefix; Qwen2.5: 30 of ~58 tokens per GoEmotions row); skipped, and "
+                                "training_info.json says why, under gradient checkpointing, Unsloth or a short "
+                                "sliding window. Off by default: with the stack scope and CUDA graphs on the H200 "
+                                "it made Qwen2.5-0.5B's 2 epochs slower (139.6 s warm against 71.7 s), same quality."})
     seed: int = field(default=42, metadata={"help": "Seed for sampling, initialisation and shuffling."})
     dataloader_workers: int | None = field(default=None, metadata={"help": "Processes that build the batches "
                                            "(gathering rows, padding) beside the training loop; unset = 2 on a GPU, "
@@ -228,7 +229,8 @@ PRESETS: dict[str, TrainSettings] = {
     # emo_hf.backbones.gguf). On the H200 it trained (validation 0.526-0.527 inside the run, 2 epochs in 77.8 s alone)
     # but the saved model scored 0.395-0.396 on validation when reloaded by `emo-hf evaluate` (2026-12-01, again
     # 2026-12-02; docs/results.md, "Decoders", ‡): the reloaded GemmaTokenizer padded on the left, its class default
-    # (fixed: emo_hf.modeling.pad_as_in_training); the fix is not yet re-measured on a GPU.
+    # (fixed: emo_hf.modeling.pad_as_in_training). Re-measured on the H200 (2026-12-02, sixth lease): validation
+    # 0.526 in the run, 0.525 reloaded, test 0.515 (0.499-0.530), 2 epochs in 62.2 s alone.
     "gemma3-270m": TrainSettings(
         preset="gemma3-270m",
         backbone="google/gemma-3-270m",

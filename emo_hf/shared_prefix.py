@@ -4,11 +4,14 @@
     prefix, info = plan_shared_prefix(model)         # token ids every formatted text begins with, and why / why not
     batch = mark_shared_prefix(collated_batch, prefix)   # adds shared_prefix_length=P when every row begins so
 
-or nothing at all: `emo-hf train` does it for the decoder presets with `prompt='instruction'` (`--no-shared-prefix`
-turns it off) and records it in training_info.json ("shared_prefix").
+or `emo-hf train --shared-prefix` (a decoder with `prompt='instruction'`), recorded in training_info.json
+("shared_prefix"). Off by default: exact and fewer tokens, but on the H200 with the whole layer loop compiled with
+CUDA graphs it made Qwen2.5-0.5B's 2 epochs slower, 357.4 s cold / 139.6 s warm against 213.2 / 71.7 s for whole rows
+a lease earlier, same quality (docs/benchmarks.md, "The shared prefix"); eager and per-layer compiled runs are not
+measured.
 
 Why: with Qwen2.5's chat template every GoEmotions row reads `<|im_start|>system ... <|im_end|> <|im_start|>user
-Which emotions does this text express?` before its text: 31 identical tokens of ~58 per padded row, computed again
+Which emotions does this text express?` before its text: 30 identical tokens of ~58 per padded row, computed again
 for every row. Under causal attention those positions never see a later token, so their keys and values are the same
 in every row: `EmoModelForMultiLabel.forward(..., shared_prefix_length=P)` runs them once, as one row, and lets every
 row's own tokens attend to that one copy (a key/value cache, `_backbone_with_shared_prefix`). The logits and the
@@ -75,7 +78,7 @@ def plan_shared_prefix(model, enabled: bool = True, gradient_checkpointing: bool
                        ) -> tuple[list[int], dict[str, Any]]:
     """(prefix token ids, or [] when not used; the record for training_info.json)."""
     if not enabled:
-        return [], {"skipped": "turned off (--no-shared-prefix)"}
+        return [], {"skipped": "not asked for (--shared-prefix turns it on)"}
     reason = skip_reason(model, gradient_checkpointing)
     if reason is None and model.tokenizer is None:
         reason = "no tokenizer attached"

@@ -66,9 +66,14 @@
 #   4e-4 at 8,192 tokens, Gemma 3 270M's 2-epoch preset (its reload check). Between the two, alone, 4,096-token
 #   batches on the same warm cache: the current settings' warm time.
 # SCHEDULE=prefix (DATA28 unused), every job alone, each only before $DEADLINE: the preset as it now is (8,192-token
-#   batches, stack + CUDA graphs, the instruction prompt's template run once per batch: emo_hf.shared_prefix), cold,
-#   then on that job's warm inductor cache; Gemma 3 270M's 2-epoch preset (does the reloaded model now score as in
-#   the run); the preset with whole rows (--no-shared-prefix), cold: the same lease's before.
+#   batches, stack + CUDA graphs) with --shared-prefix (the instruction prompt's template run once per batch:
+#   emo_hf.shared_prefix; on by default when this ran on 2026-12-02, commit 0c9eaa5), cold, then on that job's warm
+#   inductor cache; Gemma 3 270M's 2-epoch preset (does the reloaded model now score as in the run); the preset with
+#   whole rows, cold: the same lease's before (skipped by the deadline on 2026-12-02).
+# SCHEDULE=tokens (DATA28 unused), every job alone, each only before $DEADLINE: 16,384-token batches (a quarter of
+#   the 4,096-token steps; lr 4e-4, 2.8e-4 x sqrt 2), stack + CUDA graphs, cold; then on that job's inductor cache
+#   (the compiled graph's batch and sequence sizes are symbolic, so it serves 8,192 tokens too): 16,384 again (the
+#   warm time), the preset as it is (8,192 tokens, lr 2.8e-4: the same lease's before), 16,384 at lr 2.8e-4.
 # SMOKE=1 runs a schedule on a CPU in minutes (tiny slices, 1 epoch, no 4-bit): the check of this script.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -344,10 +349,24 @@ prefix_schedule() {  # STAGE DATA: shared prefix cold and warm, Gemma's reload, 
   local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
   schedule_started prefix
   wait_for_file "$q05" 900 || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
-  job q05-prefix "$data" qwen2.5-0.5b "$q05"
-  INDUCTOR_CACHE=$RES/q05-prefix/inductor-cache job q05-prefix-warm "$data" qwen2.5-0.5b "$q05"
+  job q05-prefix "$data" qwen2.5-0.5b "$q05" --shared-prefix
+  INDUCTOR_CACHE=$RES/q05-prefix/inductor-cache job q05-prefix-warm "$data" qwen2.5-0.5b "$q05" --shared-prefix
   if wait_for_file "$gemma" 120; then job gemma-2ep "$data" gemma3-270m "$gemma"; fi
-  job q05-whole-rows "$data" qwen2.5-0.5b "$q05" --no-shared-prefix
+  job q05-whole-rows "$data" qwen2.5-0.5b "$q05"
+  echo "$(date -u +%T) schedule done"
+  echo done > "$RES/ALL_DONE"
+}
+
+tokens_schedule() {  # STAGE DATA: 16,384-token batches cold and warm, the preset warm beside them
+  local stage=$1 data=$2
+  local q05=$stage/q05.gguf big=(--max-tokens-per-batch 16384)
+  schedule_started tokens
+  wait_for_file "$q05" 900 || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
+  job q05-16k "$data" qwen2.5-0.5b "$q05" "${big[@]}" --learning-rate 4e-4
+  local cache=$RES/q05-16k/inductor-cache
+  INDUCTOR_CACHE=$cache job q05-16k-warm "$data" qwen2.5-0.5b "$q05" "${big[@]}" --learning-rate 4e-4
+  INDUCTOR_CACHE=$cache job q05-8k-warm "$data" qwen2.5-0.5b "$q05"
+  INDUCTOR_CACHE=$cache job q05-16k-lr2.8e-4 "$data" qwen2.5-0.5b "$q05" "${big[@]}" --learning-rate 2.8e-4
   echo "$(date -u +%T) schedule done"
   echo done > "$RES/ALL_DONE"
 }
@@ -395,7 +414,7 @@ case ${1:-} in
   start) shift; mkdir -p "$RES"; setsid nohup bash "$0" schedule "$@" > "$RES/master.log" 2>&1 < /dev/null &
          echo "started: log $RES/master.log" ;;
   schedule) shift
-            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; warm) warm_schedule "$@" ;; budget) budget_schedule "$@" ;; prefix) prefix_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
+            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; warm) warm_schedule "$@" ;; budget) budget_schedule "$@" ;; prefix) prefix_schedule "$@" ;; tokens) tokens_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
   status) status ;;
   wait) wait_for_file "$RES/${3:-ALL_DONE}" "${2:?seconds}"; status; tail -5 "$RES/master.log" ;;
   collect) collect ;;

@@ -98,7 +98,7 @@ def test_shared_prefix_is_skipped_where_it_is_not_exact(tiny_family_dirs):
     from emo_hf.shared_prefix import plan_shared_prefix
 
     model = _instruction_model(tiny_family_dirs["qwen2"])
-    assert plan_shared_prefix(model, enabled=False) == ([], {"skipped": "turned off (--no-shared-prefix)"})
+    assert plan_shared_prefix(model, enabled=False) == ([], {"skipped": "not asked for (--shared-prefix turns it on)"})
     assert "gradient checkpointing" in plan_shared_prefix(model, gradient_checkpointing=True)[1]["skipped"]
     model.config.prompt = "plain"
     assert plan_shared_prefix(model)[1]["skipped"].startswith("prompt='plain'")
