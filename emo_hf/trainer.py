@@ -384,8 +384,11 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
     )
     from .eval_reuse import EvaluationMemory
 
+    from .step_timing import StepTimer
+
     memory = EvaluationMemory(make_compute_metrics(label_names))  # the best epoch's validation pass, kept for reuse
-    callbacks = [NonFiniteLossCallback(), memory.callback(), *(callbacks or [])]
+    step_timer = StepTimer()  # where the run's time went: training_info.json "step_timing"
+    callbacks = [NonFiniteLossCallback(), memory.callback(), step_timer.callback(), *(callbacks or [])]
     if settings.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
     trainer = EmoTrainer(
@@ -414,6 +417,8 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
     fault_point("train.start")
     trainer.train(resume_from_checkpoint=_last_checkpoint(str(checkpoints)) if resume else None)
     train_seconds = time.time() - started
+    if distributed.is_main_process() and step_timer.line():
+        print(step_timer.line())
 
     # Thresholds: chosen on validation only, from the restored best checkpoint. Under DDP every rank takes part in
     # the prediction (Trainer gathers all validation rows, the last batch's padding dropped); rank 0 alone tunes and
@@ -444,6 +449,7 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
         "validation_metrics_at_0.5": _headline(val_at_05),
         "validation_metrics_tuned": _headline(val_tuned),
         "train_seconds": round(train_seconds, 1),
+        "step_timing": step_timer.summary(),
         "memory_plan": plan.to_dict(),
         "batching": batching or {"batch_size": settings.batch_size, "sampler": "length-grouped" if settings.input_mode == "text" else "random"},
         "epochs_run": trainer.state.epoch,

@@ -68,6 +68,16 @@ def test_the_best_epoch_is_restored_and_thresholds_come_from_validation(trained,
     assert check["predict_proba"]["max_abs_difference"] < 1e-4 and check["training_loop"]["max_abs_difference"] < 1e-4
 
 
+def test_the_run_records_where_its_time_went(trained):
+    info = json.loads((trained / "model" / "training_info.json").read_text())
+    timing = info["step_timing"]  # emo_hf.step_timing: every optimiser step, the time before and after epochs
+    assert timing["steps"] == max(entry["step"] for entry in info["log_history"])
+    assert len(timing["epoch_seconds"]) == 2 and len(timing["after_epoch_seconds"]) == 2
+    assert 0 < timing["median_step_ms"] <= timing["p90_step_ms"]
+    phases = timing["before_first_step_s"] + timing["steps_seconds"] + sum(timing["after_epoch_seconds"])
+    assert phases <= info["train_seconds"] + 0.5
+
+
 def test_the_saved_model_predicts_what_the_report_scored(trained, goemotions_slice_data):
     import datasets
 
