@@ -28,7 +28,7 @@ def job_row(folder: Path) -> str | None:
     info = _read(folder, "run/model/training_info.json", "training_info.json", "model/training_info.json")
     status = (folder / "status").read_text().strip() if (folder / "status").is_file() else "?"
     if info is None:
-        return f"| {folder.name} | {status} |" + " |" * 11 if (folder / "train.log").is_file() else None
+        return f"| {folder.name} | {status} |" + " |" * 12 if (folder / "train.log").is_file() else None
     test = _read(folder, "test/report.json", "test_report.json", "eval/report.json") or {}
     log = (folder / "train.log").read_text(errors="replace") if (folder / "train.log").is_file() else ""
     via = re.search(r"^emo_hf: .* via (.+?): trainable", log, re.M)
@@ -46,7 +46,16 @@ def job_row(folder: Path) -> str | None:
             f"{hp.get('learning_rate', '')} | {rows if rows == '' else round(float(rows))} | "
             f"{f1(info.get('validation_metrics_tuned'))} | {f1(test.get('metrics_tuned'))} | "
             f"{f1(test.get('metrics_at_0.5'))} | {info.get('train_seconds', '')} | "
-            f"{speed[-1] if speed else ''} | {info.get('peak_gpu_memory_gib', '')} | {reload_cell(info)} |")
+            f"{speed[-1] if speed else ''} | {timing_cell(info)} | {info.get('peak_gpu_memory_gib', '')} | "
+            f"{reload_cell(info)} |")
+
+
+def timing_cell(info: dict) -> str:
+    """emo_hf.step_timing in a few words: the median step, the first step, the seconds above the median."""
+    t = info.get("step_timing")
+    if not t:
+        return ""
+    return f"{t['median_step_ms']} ms; first {t['first_step_s']} s; +{t['above_median_seconds']} s"
 
 
 def reload_cell(info: dict) -> str:
@@ -82,8 +91,8 @@ def main(argv: list[str]) -> int:
     is_job = (given[0] / "status").is_file() or (given[0] / "train.log").is_file()
     folders = given if len(given) > 1 or is_job else sorted(p for p in given[0].iterdir() if p.is_dir())
     print("| job | status | loaded via | weights | lr | rows/step | val F1 tuned | test F1 tuned | test F1 @0.5 "
-          "| train s | samples/s | peak GiB | reload check |")
-    print("|" + "---|" * 13)
+          "| train s | samples/s | steps: median; first; above median | peak GiB | reload check |")
+    print("|" + "---|" * 14)
     for folder in folders:
         row = job_row(folder)
         if row:

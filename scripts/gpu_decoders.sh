@@ -74,6 +74,9 @@
 #   the 4,096-token steps; lr 4e-4, 2.8e-4 x sqrt 2), stack + CUDA graphs, cold; then on that job's inductor cache
 #   (the compiled graph's batch and sequence sizes are symbolic, so it serves 8,192 tokens too): 16,384 again (the
 #   warm time), the preset as it is (8,192 tokens, lr 2.8e-4: the same lease's before), 16,384 at lr 2.8e-4.
+# SCHEDULE=startup (DATA28 unused), alone, each only before $DEADLINE: the preset as it is, cold, then on that job's
+#   inductor cache; their training_info.json "step_timing" (emo_hf.step_timing; a column of decoder_table.py) says
+#   how much of each run is start-up (first step, seconds above the median step) and how much is steps.
 # SMOKE=1 runs a schedule on a CPU in minutes (tiny slices, 1 epoch, no 4-bit): the check of this script.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -371,6 +374,16 @@ tokens_schedule() {  # STAGE DATA: 16,384-token batches cold and warm, the prese
   echo done > "$RES/ALL_DONE"
 }
 
+startup_schedule() {  # STAGE DATA: the preset cold, then warm, for their step timing
+  local data=$2 q05=$1/q05.gguf
+  schedule_started startup
+  wait_for_file "$q05" 900 || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
+  job q05-cold "$data" qwen2.5-0.5b "$q05"
+  INDUCTOR_CACHE=$RES/q05-cold/inductor-cache job q05-warm "$data" qwen2.5-0.5b "$q05"
+  echo "$(date -u +%T) schedule done"
+  echo done > "$RES/ALL_DONE"
+}
+
 finish_schedule() {  # STAGE DATA: what the stack schedule left, when its cold stack compile took the lease's time
   local stage=$1 data=$2
   local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
@@ -414,7 +427,7 @@ case ${1:-} in
   start) shift; mkdir -p "$RES"; setsid nohup bash "$0" schedule "$@" > "$RES/master.log" 2>&1 < /dev/null &
          echo "started: log $RES/master.log" ;;
   schedule) shift
-            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; warm) warm_schedule "$@" ;; budget) budget_schedule "$@" ;; prefix) prefix_schedule "$@" ;; tokens) tokens_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
+            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; warm) warm_schedule "$@" ;; budget) budget_schedule "$@" ;; prefix) prefix_schedule "$@" ;; tokens) tokens_schedule "$@" ;; startup) startup_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
   status) status ;;
   wait) wait_for_file "$RES/${3:-ALL_DONE}" "${2:?seconds}"; status; tail -5 "$RES/master.log" ;;
   collect) collect ;;
