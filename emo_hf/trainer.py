@@ -383,7 +383,6 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
         accelerator_config={"non_blocking": torch.cuda.is_available()},
     )
     from .eval_reuse import EvaluationMemory
-
     from .step_timing import StepTimer
 
     memory = EvaluationMemory(make_compute_metrics(label_names))  # the best epoch's validation pass, kept for reuse
@@ -417,8 +416,9 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
     fault_point("train.start")
     trainer.train(resume_from_checkpoint=_last_checkpoint(str(checkpoints)) if resume else None)
     train_seconds = time.time() - started
-    if distributed.is_main_process() and step_timer.line():
-        print(step_timer.line())
+    timing_line = step_timer.line()
+    if timing_line and distributed.is_main_process():
+        print(timing_line)
 
     # Thresholds: chosen on validation only, from the restored best checkpoint. Under DDP every rank takes part in
     # the prediction (Trainer gathers all validation rows, the last batch's padding dropped); rank 0 alone tunes and
