@@ -11,7 +11,8 @@ Variants (--variants, comma list):
            'eager' = --no-compile (the qwen2.5-0.5b preset compiles), 'stack' = --compile --compile-scope stack (the
            whole layer loop as one region), 'stack-ro' = the same with --compile-mode reduce-overhead (CUDA graphs;
            per layer they failed on the H200 on 2026-12-02), 'unsloth' = --unsloth (Unsloth in 16-bit when the plan
-           picks bf16), 'plain' = --prompt plain
+           picks bf16), 'plain' = --prompt plain, 'prefix' = --shared-prefix (the instruction prompt's template once
+           per batch; 2x slower with stack-ro on the H200 on 2026-12-02, not yet profiled), 'workers0' = no batch workers
 Per variant it reports: wall ms per optimiser step (mean over the profiled steps, no extra syncs), GPU kernel ms per
 step (sum of CUDA kernel time: the GPU is idle for the rest), host-side op time, kernel launches and host<->device
 syncs per step (cudaStreamSynchronize / cudaDeviceSynchronize / aten::item / _local_scalar_dense / Memcpy DtoH),
@@ -154,6 +155,7 @@ def child_main(args: argparse.Namespace) -> int:
     info = json.loads((scratch / f"run-{variant}" / "model" / "training_info.json").read_text())
     record["memory_plan"] = info.get("memory_plan")
     record["batching"] = info.get("batching")
+    record["shared_prefix"] = info.get("shared_prefix")  # used, or why not
     if args.full_run:
         record.update(status="ok", full_run=True, train_seconds=info["train_seconds"], epochs=info["epochs_run"],
                       train_rows=info["train_rows"],
@@ -250,7 +252,8 @@ class SyncSites:
 MODIFIERS = {"compile": dict(compile=True), "unsloth": dict(unsloth=True), "plain": dict(prompt="plain"),
              "eager": dict(compile=False), "stack": dict(compile=True, compile_scope="stack"),
              "stack-ro": dict(compile=True, compile_scope="stack", compile_mode="reduce-overhead"),
-             "workers0": dict(dataloader_workers=0)}  # batches built in the loop (the default on a GPU: 2 workers)
+             "workers0": dict(dataloader_workers=0),  # batches built in the loop (the default on a GPU: 2 workers)
+             "prefix": dict(shared_prefix=True)}  # --shared-prefix (with the instruction prompt: emo_hf.shared_prefix)
 
 
 def apply_modifiers(settings, modifiers: list[str]):

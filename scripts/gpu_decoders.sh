@@ -76,7 +76,8 @@
 #   warm time), the preset as it is (8,192 tokens, lr 2.8e-4: the same lease's before), 16,384 at lr 2.8e-4.
 # SCHEDULE=startup (DATA28 unused), alone, each only before $DEADLINE: the preset as it is, cold, then on that job's
 #   inductor cache; their training_info.json "step_timing" (emo_hf.step_timing; a column of decoder_table.py) says
-#   how much of each run is start-up (first step, seconds above the median step) and how much is steps.
+#   how much of each run is start-up (first step, seconds above the median step) and how much is steps; then
+#   bench/gpu_profile.py of the preset with and without --shared-prefix on that cache (why it was 2x slower).
 # SMOKE=1 runs a schedule on a CPU in minutes (tiny slices, 1 epoch, no 4-bit): the check of this script.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -380,6 +381,10 @@ startup_schedule() {  # STAGE DATA: the preset cold, then warm, for their step t
   wait_for_file "$q05" 900 || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
   job q05-cold "$data" qwen2.5-0.5b "$q05"
   INDUCTOR_CACHE=$RES/q05-cold/inductor-cache job q05-warm "$data" qwen2.5-0.5b "$q05"
+  # Why the shared prefix is slower under CUDA graphs: per-step profile of the preset with and without it (the
+  # prefix's graphs compile inside the 40 warm-up steps).
+  INDUCTOR_CACHE=$RES/q05-cold/inductor-cache profile profile-q05-prefix --data "$data" --preset qwen2.5-0.5b \
+    --backbone "$q05" --warmup 40 --variants after,after+prefix
   echo "$(date -u +%T) schedule done"
   echo done > "$RES/ALL_DONE"
 }
