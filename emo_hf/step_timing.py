@@ -13,8 +13,8 @@ start-up, not steps, and only a record per step says how much and where.
 
 No device synchronisation is added (one per step would stall a host-bound step): a step's time is the host's wall
 clock from its `on_step_begin` to the next step's (or its epoch's end), so a step's kernels may finish inside a later
-step's time. Over many steps
-the sum is right; and the steps in which the host compiles or records a graph stand out, because the host is busy.
+step's time. Over many steps the sum is right; and the steps in which the host compiles or records a graph stand out,
+because the host is busy.
 """
 
 from __future__ import annotations

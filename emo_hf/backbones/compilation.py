@@ -23,8 +23,8 @@ costs a fraction of compiling the whole stack (PyTorch's regional-compilation re
 building, embedding, head and loss stay eager.
 
 Why the stack scope does not mark its layers as `torch.compiler.nested_compile_region`s (compile one layer, reuse
-its code): on the CPU it halved a 24-layer Qwen2's cold inductor compile, but its LoRA gradients came out wrong
-(torch 2.13; `python bench/nested_region_check.py --backend inductor`; docs/benchmarks.md, "The shared prefix").
+its code, to cut the cold compile): its LoRA gradients came out wrong (torch 2.13; `python
+bench/nested_region_check.py --backend inductor`; docs/benchmarks.md, "The shared prefix").
 
 Not used with gradient checkpointing (the recomputed forward under Dynamo is not measured here) nor on the Unsloth
 path (Unsloth compiles its own regions): `compile_skip_reason` names why, the trainer then trains eager and records
