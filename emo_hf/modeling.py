@@ -439,23 +439,26 @@ class EmoModelForMultiLabel(PreTrainedModel):
         return EmoModelOutput(loss=loss, logits=logits)
 
     def _backbone_with_shared_prefix(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix: int):
-        """The decoder's output for the rows' own tokens [batch, seq - prefix, hidden], the shared first `prefix`
-        tokens (the instruction prompt's template and question: 30 of Qwen2.5's ~58 tokens per GoEmotions row) run
-        once, as one row, their keys and values then read by every row. Exact under causal attention: no token
-        before position `prefix` sees a later one, so the prefix's keys and values are the same in every row; the
-        rows' positions continue at `prefix` (right padding); gradients reach the prefix's computation through the
-        cache, summed over the rows by `expand`'s backward."""
-        from transformers import DynamicCache
+        """The decoder's output for the rows' own tokens, as a 1-tuple ([batch, seq - prefix, hidden],), the shared
+        first `prefix` tokens (the instruction prompt's template and question: 30 of Qwen2.5's ~58 tokens per
+        GoEmotions row) computed once for the batch. Exact under causal attention (no token before position `prefix`
+        sees a later one, so the prefix is the same in every row): the batch goes through the backbone as one packed
+        sequence, the prefix once and then every row's own tokens, with emo_hf.shared_prefix's attention function
+        (the rows read the prefix's keys and values; gradients reach the prefix summed over the rows). Training only
+        (the collator marks such batches), so emo_hf is imported here and not by remote code at load time."""
+        from emo_hf.shared_prefix import packed_inputs, register_attention
 
-        ahead = self.backbone(input_ids=input_ids[:1, :prefix], attention_mask=attention_mask[:1, :prefix],
-                              use_cache=True)  # [1, prefix] -> keys/values [1, kv_heads, prefix, head_dim] per layer
-        rows = input_ids.shape[0]
-        shared = DynamicCache()
-        for i, layer in enumerate(ahead.past_key_values.layers):
-            shared.update(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1), i)
-        # attention_mask stays whole [batch, prefix + own]: the mask builder reads the cache's length from it
-        return self.backbone(input_ids=input_ids[:, prefix:], attention_mask=attention_mask, past_key_values=shared,
-                             use_cache=True)
+        rows, width = input_ids.shape
+        ids, position_ids, mask = packed_inputs(input_ids, attention_mask, prefix)  # [1, P+B*L], [1, P+B*L], [B,1,L,P+L]
+        config = self.backbone.config
+        own_attention = config._attn_implementation
+        config._attn_implementation = register_attention()  # for this call only; not saved in config.json
+        try:
+            out = self.backbone(input_ids=ids, position_ids=position_ids, attention_mask=None, use_cache=False,
+                                shared_prefix_mask=mask)
+        finally:
+            config._attn_implementation = own_attention
+        return (out[0][0, prefix:].unflatten(0, (rows, width - prefix)),)  # [B, L, hidden]
 
     def _pool(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.config.pooling == "mean":

@@ -92,8 +92,10 @@ class TrainSettings:
                                 "template tokens every row begins with once per batch, not once per row (exact: "
                                 "emo_hf.shared_prefix; Qwen2.5: 30 of ~58 tokens per GoEmotions row); skipped, and "
                                 "training_info.json says why, under gradient checkpointing, Unsloth or a short "
-                                "sliding window. Off by default: with the stack scope and CUDA graphs on the H200 "
-                                "it made Qwen2.5-0.5B's 2 epochs slower (139.6 s warm against 71.7 s), same quality."})
+                                "sliding window. The batch runs as one packed sequence (the prefix once, then each "
+                                "row's own tokens) in one backbone call. Off by default until measured on a GPU in "
+                                "this form (the first, key/value-cache form made Qwen2.5-0.5B's 2 epochs slower "
+                                "on the H200: 139.6 s warm against 71.7 s, same quality)."})
     seed: int = field(default=42, metadata={"help": "Seed for sampling, initialisation and shuffling."})
     dataloader_workers: int | None = field(default=None, metadata={"help": "Processes that build the batches "
                                            "(gathering rows, padding) beside the training loop; unset = 2 on a GPU, "

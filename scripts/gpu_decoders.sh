@@ -78,6 +78,11 @@
 #   inductor cache; their training_info.json "step_timing" (emo_hf.step_timing; a column of decoder_table.py) says
 #   how much of each run is start-up (first step, seconds above the median step) and how much is steps; then
 #   bench/gpu_profile.py of the preset with and without --shared-prefix on that cache (why it was 2x slower).
+# SCHEDULE=packed (DATA28 unused), alone, each only before $DEADLINE: the shared prefix as one packed backbone call
+#   (emo_hf.shared_prefix since 2026-12-03: one compiled graph per step, no key/value cache), cold without the
+#   test/validation evaluations (EVAL=0: a warm run on the same cache trains the same graphs and batches), then warm
+#   with them, then warm at 16,384-token batches (lr 4e-4); then the preset with whole rows, cold (EVAL=0) and warm:
+#   the same lease's before. Every run records step_timing (training_info.json).
 # SMOKE=1 runs a schedule on a CPU in minutes (tiny slices, 1 epoch, no 4-bit): the check of this script.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -97,10 +102,10 @@ job() {  # NAME DATA PRESET BACKBONE [TRAIN FLAGS...]
   # inductor/Triton cache, so a compile time is a first run's unless INDUCTOR_CACHE names another job's.
   if (cd "$dir/cwd" && TORCHINDUCTOR_CACHE_DIR=${INDUCTOR_CACHE:-$dir/inductor-cache} python -m emo_hf train --data "$data" --preset "$preset" --backbone "$backbone" \
         --out "$dir/run" "${flags[@]}" > "$dir/train.log" 2>&1 \
-      && python -m emo_hf evaluate "$dir/run/model" --data "$data" --no-baselines --out "$dir/test" \
+      && { [[ ${EVAL:-1} == 0 ]] && echo "evaluation skipped (EVAL=0)" > "$dir/eval.log" || { python -m emo_hf evaluate "$dir/run/model" --data "$data" --no-baselines --out "$dir/test" \
         > "$dir/eval.log" 2>&1 \
       && python -m emo_hf evaluate "$dir/run/model" --data "$data" --split validation --no-baselines \
-        --out "$dir/validation" >> "$dir/eval.log" 2>&1); then
+        --out "$dir/validation" >> "$dir/eval.log" 2>&1; }; }); then
     echo ok > "$dir/status"
   else
     echo failed > "$dir/status"
@@ -389,6 +394,21 @@ startup_schedule() {  # STAGE DATA: the preset cold, then warm, for their step t
   echo done > "$RES/ALL_DONE"
 }
 
+packed_schedule() {  # STAGE DATA: the packed shared prefix cold and warm, at 8,192 and 16,384 tokens; whole rows beside
+  local data=$2 q05=$1/q05.gguf prefix=(--shared-prefix)
+  schedule_started packed
+  wait_for_file "$q05" 900 || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
+  EVAL=0 job q05-prefix-cold "$data" qwen2.5-0.5b "$q05" "${prefix[@]}"
+  local cache=$RES/q05-prefix-cold/inductor-cache
+  INDUCTOR_CACHE=$cache job q05-prefix-warm "$data" qwen2.5-0.5b "$q05" "${prefix[@]}"
+  INDUCTOR_CACHE=$cache job q05-prefix16k-warm "$data" qwen2.5-0.5b "$q05" "${prefix[@]}" --max-tokens-per-batch 16384 \
+    --learning-rate 4e-4
+  EVAL=0 job q05-cold "$data" qwen2.5-0.5b "$q05"
+  INDUCTOR_CACHE=$RES/q05-cold/inductor-cache job q05-warm "$data" qwen2.5-0.5b "$q05"
+  echo "$(date -u +%T) schedule done"
+  echo done > "$RES/ALL_DONE"
+}
+
 finish_schedule() {  # STAGE DATA: what the stack schedule left, when its cold stack compile took the lease's time
   local stage=$1 data=$2
   local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
@@ -432,7 +452,7 @@ case ${1:-} in
   start) shift; mkdir -p "$RES"; setsid nohup bash "$0" schedule "$@" > "$RES/master.log" 2>&1 < /dev/null &
          echo "started: log $RES/master.log" ;;
   schedule) shift
-            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; warm) warm_schedule "$@" ;; budget) budget_schedule "$@" ;; prefix) prefix_schedule "$@" ;; tokens) tokens_schedule "$@" ;; startup) startup_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
+            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; warm) warm_schedule "$@" ;; budget) budget_schedule "$@" ;; prefix) prefix_schedule "$@" ;; tokens) tokens_schedule "$@" ;; startup) startup_schedule "$@" ;; packed) packed_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
   status) status ;;
   wait) wait_for_file "$RES/${3:-ALL_DONE}" "${2:?seconds}"; status; tail -5 "$RES/master.log" ;;
   collect) collect ;;

@@ -1,5 +1,5 @@
-"""The instruction prompt's template tokens, run once per batch (`shared_prefix_length`): the same logits and LoRA
-gradients as whole rows, eager and compiled as one region; the collator marks only batches where every row has the
+"""The instruction prompt's template tokens, run once per batch (`shared_prefix_length`, one packed backbone call):
+the same logits and LoRA gradients as whole rows, eager and compiled as one region (one graph); the collator marks only batches where every row has the
 prefix; the trainer records what it did."""
 
 import pytest
@@ -54,7 +54,9 @@ def test_shared_prefix_gives_the_whole_rows_logits_and_gradients(tiny_family_dir
     batch = _collate(model, prefix)
     assert batch["shared_prefix_length"] == len(prefix)
     whole = {k: v for k, v in batch.items() if k != "shared_prefix_length"}
+    attention = model.backbone.config._attn_implementation
     _assert_same(_logits_and_grads(model, batch), _logits_and_grads(model, whole))
+    assert model.backbone.config._attn_implementation == attention  # the packed attention is set for its call only
 
 
 def test_shared_prefix_under_the_compiled_layer_loop(tiny_family_dirs):
@@ -69,11 +71,11 @@ def test_shared_prefix_under_the_compiled_layer_loop(tiny_family_dirs):
     counter = CompileCounterWithBackend("aot_eager")
     compile_layers(compiled.backbone, scope="stack", backend=counter)
     prefix, _ = plan_shared_prefix(compiled)
-    for texts in (TEXTS, TEXTS[:3]):  # two batch shapes: the prefix's graph and the rows' graph, each once
+    for texts in (TEXTS, TEXTS[:3]):  # two batch shapes, one graph: the packed batch is one call of the layer loop
         batch = _collate(eager, prefix, texts)
         assert batch["shared_prefix_length"] == len(prefix)
         _assert_same(_logits_and_grads(compiled, batch), _logits_and_grads(eager, batch))
-    assert counter.frame_count == 2
+    assert counter.frame_count == 1
 
 
 def test_a_batch_is_marked_only_when_every_row_has_the_prefix_and_more():
