@@ -75,7 +75,8 @@ class TokenBudgetBatchSampler:
     """
 
     def __init__(self, lengths: Sequence[int], max_tokens: int, buckets: Sequence[int], *, seed: int = 0,
-                 shuffle: bool = True, num_replicas: int = 1, rank: int = 0, max_rows: int | None = None):
+                 shuffle: bool = True, num_replicas: int = 1, rank: int = 0, max_rows: int | None = None,
+                 merge_sparse_buckets: bool = False):
         lengths = np.asarray(lengths, dtype=np.int64)
         if lengths.ndim != 1 or len(lengths) == 0:
             raise ValueError("TokenBudgetBatchSampler: lengths must be a non-empty list of token counts, one per row.")
@@ -102,7 +103,17 @@ class TokenBudgetBatchSampler:
                              f"{max(4096, used[-1])}.")
         if len(lengths) < self.num_replicas:
             raise ValueError(f"{len(lengths)} rows cannot be shared by {self.num_replicas} ranks: use fewer ranks.")
+        self.merged_sparse_buckets = bool(merge_sparse_buckets)
+        if merge_sparse_buckets:
+            # A bucket whose rows do not fill one batch makes a batch shape of its own every epoch: its rows join the
+            # next longer used bucket instead (chained, shortest first; the longest used bucket stays).
+            for bucket, longer in zip(used, used[1:]):
+                rows = self.row_bucket == bucket
+                if rows.sum() < self.rows_per_batch(bucket):
+                    self.row_bucket[rows] = longer
+            used = sorted(set(self.row_bucket.tolist()))
         # Rows of each used bucket (index order) and its batch count; both fixed for the run.
+        self.used_buckets = used  # the lengths batches are padded to (after merging)
         self.rows_of = {b: np.flatnonzero(self.row_bucket == b) for b in used}
         self.batches_of = {b: math.ceil(len(rows) / self.rows_per_batch(b)) for b, rows in self.rows_of.items()}
         self._split_to_multiple_of_replicas()
@@ -162,7 +173,18 @@ class TokenBudgetBatchSampler:
             "max_mean_rows_per_batch_in_a_bucket": round(max(per_batch), 2),
             "pad_fraction": round(1 - float(self.lengths.sum()) / padded, 4),
             "num_replicas": self.num_replicas,
+            "merged_sparse_buckets": self.merged_sparse_buckets,
+            "distinct_batch_shapes": len(self.batch_shapes()),
         }
+
+    def batch_shapes(self, fixed: bool | None = None) -> set[tuple[int, int]]:
+        """The (rows, padded length) shapes of an epoch's batches; `fixed` (default: `merged_sparse_buckets`) counts
+        them as FixedShapeCollator pads them, one per bucket."""
+        fixed = self.merged_sparse_buckets if fixed is None else fixed
+        if fixed:
+            return {(self.rows_per_batch(b), b) for b in self.rows_of}
+        return {(len(part), b) for b, rows in self.rows_of.items()
+                for part in np.array_split(np.arange(len(rows)), self.batches_of[b])}
 
 
 class BucketPaddingCollator:
@@ -194,6 +216,41 @@ class BucketPaddingCollator:
         return batch
 
 
+class FixedShapeCollator:
+    """Training batches of one shape per bucket, for compiled steps with CUDA graphs (one graph per shape):
+    `collator`'s batch, padded to the sampler's (merged) buckets, gets `sampler.rows_per_batch(length)` rows, the
+    missing ones copies of its first row, and `row_weight` [rows] (1, then 0 for the copies): the model's loss is
+    the mean over the real rows, so the gradients are those of the unpadded batch (tests/test_speed.py). Costs the
+    copies' compute: with batches split evenly within a bucket, at most one row in `batches` per bucket's batch.
+
+        >>> sampler = TokenBudgetBatchSampler(lengths, 8192, bucket_lengths(128), merge_sparse_buckets=True)
+        >>> collate = FixedShapeCollator(BucketPaddingCollator(tokenizer, bucket_lengths(128)), sampler)
+    """
+
+    def __init__(self, collator, sampler: TokenBudgetBatchSampler):
+        import copy
+
+        self.collator = copy.copy(collator)
+        if hasattr(self.collator, "buckets"):
+            self.collator.buckets = list(sampler.used_buckets)  # merged buckets pad to the longer length
+        self.sampler = sampler
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        batch = self.collator(features)
+        rows, length = batch["input_ids"].shape
+        target = max(rows, self.sampler.rows_per_batch(length))
+        weight = torch.zeros(target, dtype=torch.float32)
+        weight[:rows] = 1.0
+        if target > rows:
+            for key, value in list(batch.items()):
+                if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == rows:
+                    batch[key] = torch.cat([value, value[:1].expand(target - rows, *value.shape[1:])])
+        batch["row_weight"] = weight
+        return batch
+
+
 def filler_token_id(tokenizer) -> int:
     """The token an empty row is given: unk, else eos, else bos, whichever is not the pad token. Not the pad token:
     decoders give it a zero embedding (`padding_idx`), and a row holding only a zero vector stays zero through every
@@ -221,8 +278,10 @@ def fill_empty_rows(features: list[dict[str, Any]], token_id: int) -> list[dict[
 
 
 def token_budget_dataloader(trainer, dataset, max_tokens: int, buckets: Sequence[int], *, shuffle: bool,
-                            seed: int = 0):
-    """A Trainer's DataLoader over `dataset` (a tokenized datasets.Dataset) with a TokenBudgetBatchSampler.
+                            seed: int = 0, fixed_shapes: bool = False):
+    """A Trainer's DataLoader over `dataset` (a tokenized datasets.Dataset) with a TokenBudgetBatchSampler;
+    `fixed_shapes` (training: --fixed-batch-shapes) merges sparse buckets and pads every batch with
+    FixedShapeCollator.
 
     Training (`shuffle=True`) shards by the Trainer's world size and rank; accelerate's own per-rank re-sharding of a
     batch sampler is turned into a pass-through, as transformers does for its BatchRebalanceSampler (the sampler
@@ -234,9 +293,10 @@ def token_budget_dataloader(trainer, dataset, max_tokens: int, buckets: Sequence
     replicas, rank = (args.world_size, args.process_index) if shuffle and args.world_size > 1 else (1, 0)
     lengths = [len(ids) for ids in dataset["input_ids"]]
     sampler = TokenBudgetBatchSampler(lengths, max_tokens, buckets, seed=seed, shuffle=shuffle,
-                                      num_replicas=replicas, rank=rank)
+                                      num_replicas=replicas, rank=rank, merge_sparse_buckets=fixed_shapes)
+    collate = FixedShapeCollator(trainer.data_collator, sampler) if fixed_shapes else trainer.data_collator
     workers = args.dataloader_num_workers
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=trainer.data_collator, num_workers=workers,
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
                         pin_memory=args.dataloader_pin_memory,
                         persistent_workers=args.dataloader_persistent_workers,  # True only with workers (trainer)
                         prefetch_factor=args.dataloader_prefetch_factor if workers > 0 else None)

@@ -68,7 +68,8 @@ _SHAPE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_
 # Loss
 # ----------------------------------------------------------------------------------------------------------------------
 def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0,
-               alpha: torch.Tensor | Sequence[float] | None = None) -> torch.Tensor:
+               alpha: torch.Tensor | Sequence[float] | None = None,
+               row_weight: torch.Tensor | None = None) -> torch.Tensor:
     r"""Mean sigmoid focal loss (Lin et al., 2017) over every (example, label) pair.
 
     With p = sigmoid(z), y in {0, 1} (soft targets in [0, 1] also work):
@@ -77,7 +78,9 @@ def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0,
         loss    = mean( -alpha_t * (1 - p_t)^gamma * log(p_t) ) = mean( alpha_t * (1 - p_t)^gamma * BCE(z, y) )
     gamma = 0 and alpha = None give exactly `F.binary_cross_entropy_with_logits(z, y)`.
 
-    logits, labels: [batch, num_labels]; alpha: [num_labels] or None.
+    logits, labels: [batch, num_labels]; alpha: [num_labels] or None; row_weight: [batch] or None, the mean then
+    taken over the rows in proportion to it (0 for the filler rows that give every training batch of a bucket one
+    shape: emo_hf.batching.FixedShapeCollator).
     """
     labels = labels.to(logits.dtype)
     bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")  # [batch, num_labels]
@@ -88,6 +91,9 @@ def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0,
     if alpha is not None:
         alpha = torch.as_tensor(alpha, dtype=logits.dtype, device=logits.device)  # [num_labels]
         loss = (alpha * labels + (1.0 - alpha) * (1.0 - labels)) * loss
+    if row_weight is not None:
+        row_weight = row_weight.to(device=loss.device, dtype=loss.dtype)  # [batch]
+        return (loss.mean(dim=1) * row_weight).sum() / row_weight.sum()
     return loss.mean()
 
 
@@ -389,7 +395,8 @@ class EmoModelForMultiLabel(PreTrainedModel):
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 sentence_embeddings: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, return_dict: bool | None = None,
-                shared_prefix_length: int | None = None, **kwargs: Any) -> EmoModelOutput:
+                shared_prefix_length: int | None = None, row_weight: torch.Tensor | None = None,
+                **kwargs: Any) -> EmoModelOutput:
         """Logits [batch, num_labels] and, with `labels` [batch, num_labels] (0/1 floats), the focal loss.
 
         Text mode: `input_ids`, `attention_mask` [batch, seq] (left or right padded; longer than max_length is
@@ -397,7 +404,8 @@ class EmoModelForMultiLabel(PreTrainedModel):
         `shared_prefix_length` P (a decoder, right-padded rows that all begin with the same P attended tokens and hold
         at least one more; emo_hf.shared_prefix.mark_shared_prefix checks that on the CPU): the first P tokens are
         run once for the batch instead of once per row (`_backbone_with_shared_prefix`); the logits are the same.
-        Other keyword arguments (e.g. the Trainer's `num_items_in_batch`) are ignored.
+        `row_weight` [batch] (training batches padded to one shape per bucket): each row's share of the loss, 0 for
+        filler rows. Other keyword arguments (e.g. the Trainer's `num_items_in_batch`) are ignored.
         """
         config = self.config
         extra: dict[str, Any] = {} if config.is_encoder_backbone else {"use_cache": False}
@@ -435,7 +443,8 @@ class EmoModelForMultiLabel(PreTrainedModel):
         logits = self.score(self.dropout(pooled.to(device=self.score.weight.device, dtype=self.score.weight.dtype)))
         loss = None
         if labels is not None:
-            loss = focal_loss(logits.float(), labels.to(logits.device).float(), config.focal_gamma, config.focal_alpha)
+            loss = focal_loss(logits.float(), labels.to(logits.device).float(), config.focal_gamma, config.focal_alpha,
+                              row_weight)
         return EmoModelOutput(loss=loss, logits=logits)
 
     def _backbone_with_shared_prefix(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix: int):

@@ -47,6 +47,13 @@ class TrainSettings:
         "rate is per optimiser step and is not rescaled: a step holds about budget / padded length rows (the mean is "
         "logged and recorded in training_info.json); to compare with --batch-size N, pick a budget giving ~N rows, or "
         "scale the learning rate by sqrt(mean rows / N).")})
+    fixed_batch_shapes: bool = field(default=False, metadata={"help": (
+        "With --max-tokens-per-batch: every training batch of a bucket gets the same shape (the bucket's full row "
+        "count, filled with copies of a row that weigh 0 in the loss), and buckets too sparse to fill one batch join "
+        "the next longer one, so the compiled step meets a few shapes (GoEmotions at 8,192 tokens: 6 instead of 13). "
+        "Why: CUDA graphs record one graph per shape, and a warm run on the H200 spent ~28 s in 26 slow steps "
+        "besides the first, which fits two per new shape (docs/benchmarks.md, 'The shared prefix as one packed "
+        "call'). Costs ~1% more rows of compute. Not yet measured on a GPU.")})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimiser step."})
     max_length: int = field(default=64, metadata={"help": "Token limit; longer texts are truncated (p99 of GoEmotions is < 50)."})
     num_soft_tokens: int = field(default=4, metadata={"help": "Embedding mode: soft tokens per sentence vector."})
@@ -93,9 +100,9 @@ class TrainSettings:
                                 "emo_hf.shared_prefix; Qwen2.5: 30 of ~58 tokens per GoEmotions row); skipped, and "
                                 "training_info.json says why, under gradient checkpointing, Unsloth or a short "
                                 "sliding window. The batch runs as one packed sequence (the prefix once, then each "
-                                "row's own tokens) in one backbone call. Off by default until measured on a GPU in "
-                                "this form (the first, key/value-cache form made Qwen2.5-0.5B's 2 epochs slower "
-                                "on the H200: 139.6 s warm against 71.7 s, same quality)."})
+                                "row's own tokens) in one backbone call. Off by default: on the H200 it did not "
+                                "make Qwen2.5-0.5B's 2 epochs faster (93.5 s warm against 71.7-77.6 s for whole "
+                                "rows, same quality; 7.2 against 9.8 GiB)."})
     seed: int = field(default=42, metadata={"help": "Seed for sampling, initialisation and shuffling."})
     dataloader_workers: int | None = field(default=None, metadata={"help": "Processes that build the batches "
                                            "(gathering rows, padding) beside the training loop; unset = 2 on a GPU, "
@@ -141,6 +148,9 @@ class TrainSettings:
                              "(or leave it unset to train the same epochs in float32).")
         if self.max_tokens_per_batch is not None and self.max_tokens_per_batch < 1:
             raise ValueError(f"max_tokens_per_batch={self.max_tokens_per_batch!r} must be positive, e.g. 4096.")
+        if self.fixed_batch_shapes and not self.max_tokens_per_batch:
+            raise ValueError("fixed_batch_shapes=True needs token-budget batches: add --max-tokens-per-batch, e.g. "
+                             "--fixed-batch-shapes --max-tokens-per-batch 8192.")
         for name in ("epochs", "learning_rate", "batch_size", "max_length"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be positive.")

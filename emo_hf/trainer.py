@@ -123,6 +123,7 @@ def _make_trainer_class():
 
         # Token-budget batches (emo_hf.batching): train() sets `token_budget` = (max_tokens, buckets, seed).
         token_budget: tuple | None = None
+        fixed_batch_shapes = False  # training batches padded to one shape per bucket (--fixed-batch-shapes)
         _parameter_count: int | None = None
 
         def get_train_dataloader(self):
@@ -131,7 +132,8 @@ def _make_trainer_class():
             from .batching import token_budget_dataloader
 
             max_tokens, buckets, seed = self.token_budget
-            return token_budget_dataloader(self, self.train_dataset, max_tokens, buckets, shuffle=True, seed=seed)
+            return token_budget_dataloader(self, self.train_dataset, max_tokens, buckets, shuffle=True, seed=seed,
+                                           fixed_shapes=self.fixed_batch_shapes)
 
         def get_eval_dataloader(self, eval_dataset=None):
             if self.token_budget is None or isinstance(eval_dataset, str) or self.args.world_size > 1:
@@ -402,15 +404,19 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
     batching = None
     if budget:
         trainer.token_budget = (budget, buckets, settings.seed)
+        trainer.fixed_batch_shapes = settings.fixed_batch_shapes
         from .batching import TokenBudgetBatchSampler
 
         batching = TokenBudgetBatchSampler([len(ids) for ids in encoded["train"]["input_ids"]], budget, buckets,
-                                           seed=settings.seed, num_replicas=max(1, args.world_size)).summary()
+                                           seed=settings.seed, num_replicas=max(1, args.world_size),
+                                           merge_sparse_buckets=settings.fixed_batch_shapes).summary()
         batching["mean_rows_per_optimizer_step"] = round(
             batching["mean_rows_per_batch"] * settings.gradient_accumulation_steps * batching["num_replicas"], 2)
         print(f"emo_hf: token-budget batches: {batching['batches_per_epoch']} per epoch, "
               f"{batching['mean_rows_per_optimizer_step']} rows per optimiser step on average "
-              f"(budget {budget} padded tokens, buckets {buckets}, {100 * batching['pad_fraction']:.1f}% padding); "
+              f"(budget {budget} padded tokens, buckets {buckets}, {100 * batching['pad_fraction']:.1f}% padding, "
+              f"{batching['distinct_batch_shapes']} batch shapes"
+              f"{', sparse buckets merged, rows padded' if settings.fixed_batch_shapes else ''}); "
               f"the learning rate {settings.learning_rate:g} applies per step, unscaled")
     started = time.time()
     fault_point("train.start")

@@ -83,6 +83,10 @@
 #   test/validation evaluations (EVAL=0: a warm run on the same cache trains the same graphs and batches), then warm
 #   with them, then warm at 16,384-token batches (lr 4e-4); then the preset with whole rows, cold (EVAL=0) and warm:
 #   the same lease's before. Every run records step_timing (training_info.json).
+# SCHEDULE=shapes (DATA28 unused), alone, each only before $DEADLINE: the preset cold (EVAL=0), then on its inductor
+#   cache with whole rows as they are and with --fixed-batch-shapes (6 training shapes instead of 13: the stack's
+#   graph is the same, the loss with its row weights runs outside it), both evaluated; their step_timing says how
+#   much start-up the fewer CUDA-graph recordings save.
 # SMOKE=1 runs a schedule on a CPU in minutes (tiny slices, 1 epoch, no 4-bit): the check of this script.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -409,6 +413,18 @@ packed_schedule() {  # STAGE DATA: the packed shared prefix cold and warm, at 8,
   echo done > "$RES/ALL_DONE"
 }
 
+shapes_schedule() {  # STAGE DATA: the preset warm with and without --fixed-batch-shapes, on one cold run's cache
+  local data=$2 q05=$1/q05.gguf
+  schedule_started shapes
+  wait_for_file "$q05" 900 || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
+  EVAL=0 job q05-cold "$data" qwen2.5-0.5b "$q05"
+  local cache=$RES/q05-cold/inductor-cache
+  INDUCTOR_CACHE=$cache job q05-fixed-warm "$data" qwen2.5-0.5b "$q05" --fixed-batch-shapes
+  INDUCTOR_CACHE=$cache job q05-warm "$data" qwen2.5-0.5b "$q05"
+  echo "$(date -u +%T) schedule done"
+  echo done > "$RES/ALL_DONE"
+}
+
 finish_schedule() {  # STAGE DATA: what the stack schedule left, when its cold stack compile took the lease's time
   local stage=$1 data=$2
   local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
@@ -452,7 +468,7 @@ case ${1:-} in
   start) shift; mkdir -p "$RES"; setsid nohup bash "$0" schedule "$@" > "$RES/master.log" 2>&1 < /dev/null &
          echo "started: log $RES/master.log" ;;
   schedule) shift
-            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; warm) warm_schedule "$@" ;; budget) budget_schedule "$@" ;; prefix) prefix_schedule "$@" ;; tokens) tokens_schedule "$@" ;; startup) startup_schedule "$@" ;; packed) packed_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
+            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; warm) warm_schedule "$@" ;; budget) budget_schedule "$@" ;; prefix) prefix_schedule "$@" ;; tokens) tokens_schedule "$@" ;; startup) startup_schedule "$@" ;; packed) packed_schedule "$@" ;; shapes) shapes_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
   status) status ;;
   wait) wait_for_file "$RES/${3:-ALL_DONE}" "${2:?seconds}"; status; tail -5 "$RES/master.log" ;;
   collect) collect ;;

@@ -88,6 +88,75 @@ def test_bucket_lengths_and_the_collator_pads_to_the_bucket(tiny_mistral_dir):
     assert empty["input_ids"][0, 0] == tokenizer.unk_token_id != tokenizer.pad_token_id
 
 
+def test_fixed_batch_shapes_give_one_shape_per_bucket_and_use_every_row_once(tiny_mistral_dir):
+    """--fixed-batch-shapes: buckets too sparse to fill a batch join the next longer one, and every training batch of
+    a bucket is padded to its full row count with zero-weight copies: one shape per bucket for CUDA graphs."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from emo_hf.batching import BucketPaddingCollator, FixedShapeCollator
+
+    lengths = np.concatenate([LENGTHS, [100, 70, 75]])  # three rows alone in buckets 112, 80 and 80
+    plain = TokenBudgetBatchSampler(lengths, 2048, BUCKETS, seed=3)
+    fixed = TokenBudgetBatchSampler(lengths, 2048, BUCKETS, seed=3, merge_sparse_buckets=True)
+    assert {80, 112} <= set(plain.used_buckets) and not {80, 112} & set(fixed.used_buckets)
+    assert fixed.used_buckets[-1] == 128  # the longest bucket takes them
+    tokenizer = AutoTokenizer.from_pretrained(tiny_mistral_dir)
+    tokenizer.padding_side = "right"
+    collate = FixedShapeCollator(BucketPaddingCollator(tokenizer, BUCKETS), fixed)
+    features = [{"input_ids": [4 + (i % 50)] * int(n), "attention_mask": [1] * int(n), "labels": [float(i % 2), 0.0]}
+                for i, n in enumerate(lengths)]
+    shapes, seen = set(), []
+    for epoch in range(2):
+        fixed.set_epoch(epoch)
+        for rows in fixed:
+            batch = collate([features[i] for i in rows])
+            n, width = batch["input_ids"].shape
+            shapes.add((n, width))
+            assert n * width <= 2048 and n == fixed.rows_per_batch(width)  # the budget holds, the batch is full
+            real = int(batch["row_weight"].sum())
+            assert real == len(rows) and batch["row_weight"][:real].eq(1).all()
+            assert batch["attention_mask"][:real].sum(1).tolist() == [int(lengths[i]) for i in rows]
+            assert torch.equal(batch["input_ids"][real:], batch["input_ids"][:1].expand(n - real, -1))
+            seen += rows
+    assert sorted(seen) == sorted(list(range(len(lengths))) * 2)  # every row once per epoch
+    assert shapes == fixed.batch_shapes() and len(shapes) == len(fixed.used_buckets) < len(plain.batch_shapes())
+    assert fixed.summary()["distinct_batch_shapes"] == len(shapes)
+
+
+def test_zero_weight_filler_rows_leave_the_loss_and_gradients_of_the_real_rows(tiny_mistral_dir):
+    import torch
+
+    from emo_hf.backbones import load_for_training
+    from emo_hf.batching import BucketPaddingCollator, FixedShapeCollator
+
+    torch.manual_seed(0)
+    model = load_for_training(tiny_mistral_dir, labels=["joy", "anger"], lora={"r": 4, "lora_alpha": 8}, max_length=32)
+    model.dropout.p = 0.0
+    tokenizer = model.tokenizer
+    features = [{"input_ids": ids, "attention_mask": [1] * len(ids), "labels": label}
+                for ids, label in (([4, 5, 6], [1.0, 0.0]), ([7, 8, 9, 10, 11], [0.0, 1.0]), ([12], [1.0, 1.0]))]
+    sampler = TokenBudgetBatchSampler([3, 5, 1], 64, BUCKETS, merge_sparse_buckets=True)  # 8 rows of 8 tokens
+    padded = FixedShapeCollator(BucketPaddingCollator(tokenizer, BUCKETS), sampler)(features)
+    plain = BucketPaddingCollator(tokenizer, BUCKETS)(features)
+    assert padded["input_ids"].shape == (8, 8) and plain["input_ids"].shape == (3, 8)
+
+    def loss_and_grads(batch):
+        model.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    loss, grads = loss_and_grads(padded)
+    want_loss, want_grads = loss_and_grads(plain)
+    torch.testing.assert_close(loss, want_loss)
+    assert set(grads) == set(want_grads) and any("lora_A" in n for n in grads)
+    for name, grad in want_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-7, msg=name)
+    unweighted = {k: v for k, v in padded.items() if k != "row_weight"}
+    assert not torch.allclose(loss_and_grads(unweighted)[0], want_loss)  # without the weights the copies would count
+
+
 # ---- memory plan ----------------------------------------------------------------------------------------------------
 def _qwen_05b():
     from transformers import Qwen2Config
@@ -182,6 +251,24 @@ def test_train_with_a_token_budget_end_to_end(goemotions_slice_data, tmp_path):
     plan = info["memory_plan"]
     assert plan["load_in_4bit"] is False and plan["gradient_checkpointing"] is False  # a CPU run
     assert info["hyperparameters"]["max_tokens_per_batch"] == 1024
+    assert batching["merged_sparse_buckets"] is False
+
+
+def test_train_with_fixed_batch_shapes_end_to_end(goemotions_slice_data, tmp_path):
+    from emo_hf.cli import main
+    from emo_hf.presets import get_preset
+
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(goemotions_slice_data), "--out", str(out), "--preset", "tiny-random",
+                 "--epochs", "1", "--max-tokens-per-batch", "1024", "--fixed-batch-shapes"]) == 0
+    info = json.loads((out / "model" / "training_info.json").read_text())
+    batching = info["batching"]
+    assert batching["merged_sparse_buckets"] is True and info["settings"]["fixed_batch_shapes"] is True
+    assert batching["distinct_batch_shapes"] <= len(batching["rows_per_bucket"])
+    assert np.isfinite([h["loss"] for h in info["log_history"] if "loss" in h]).all()
+    with pytest.raises(ValueError, match=r"add --max-tokens-per-batch, e\.g\. --fixed-batch-shapes "
+                                         r"--max-tokens-per-batch 8192"):
+        get_preset("tiny-random").replace(fixed_batch_shapes=True)
 
 
 def test_batches_built_by_worker_processes_train_the_same_model(goemotions_slice_data, tmp_path):

@@ -1,0 +1,60 @@
+#!/usr/bin/env python
+"""How long Dynamo alone takes to trace the whole layer loop (`--compile-scope stack`) of a Qwen2.5-0.5B-shaped
+decoder, with and without LoRA: the part of a warm run's first step that no inductor cache spares.
+
+    python bench/dynamo_trace_time.py                 # 24 layers, LoRA r=16 on the 7 projections
+    python bench/dynamo_trace_time.py --no-lora       # the bare layers
+    python bench/dynamo_trace_time.py --layers 4
+
+Random weights (bf16, vocabulary cut to 1,000: the embedding's size does not change the trace), backend "eager"
+(Dynamo's graph capture only, no AOTAutograd, no code generation), one forward + backward of an 8 x 40 batch. Prints
+the first and second step's seconds and torch._dynamo.utils.compile_times() (compile_inner = the whole trace). On the
+2-core VM (2026-12-03, torch 2.13.0+cpu): 24 layers 20.8 and 25.3 s with LoRA (two runs), 9.4 s without
+(docs/benchmarks.md, "The shared prefix as one packed call").
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--layers", type=int, default=24)
+    parser.add_argument("--no-lora", action="store_true")
+    args = parser.parse_args()
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from emo_hf.backbones.compilation import compile_layers
+
+    config = Qwen2Config(hidden_size=896, intermediate_size=4864, num_hidden_layers=args.layers, num_attention_heads=14,
+                         num_key_value_heads=2, vocab_size=1000, max_position_embeddings=512, dtype="bfloat16")
+    model = Qwen2ForCausalLM(config).to(torch.bfloat16).model
+    if args.no_lora:
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        model.norm.weight.requires_grad_(True)  # something to differentiate
+    else:
+        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=[
+            "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    compile_layers(model, scope="stack", backend="eager")
+    ids = torch.randint(0, 1000, (8, 40))
+    mask = torch.ones(8, 40, dtype=torch.long)
+    mask[0, -3:] = 0  # one padded row, as in training
+    seconds = []
+    for _ in range(2):
+        start = time.perf_counter()
+        model(input_ids=ids, attention_mask=mask).last_hidden_state.float().mean().backward()
+        seconds.append(time.perf_counter() - start)
+    print(f"{args.layers} layers, {'no LoRA' if args.no_lora else 'LoRA r=16'}: first step {seconds[0]:.1f} s, "
+          f"second {seconds[1]:.1f} s")
+    print(torch._dynamo.utils.compile_times(repr="str", aggregate=True))
+
+
+if __name__ == "__main__":
+    main()
