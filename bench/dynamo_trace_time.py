@@ -9,7 +9,7 @@ decoder, with and without LoRA: the part of a warm run's first step that no indu
 Random weights (bf16, vocabulary cut to 1,000: the embedding's size does not change the trace), backend "eager"
 (Dynamo's graph capture only, no AOTAutograd, no code generation), one forward + backward of an 8 x 40 batch. Prints
 the first and second step's seconds and torch._dynamo.utils.compile_times() (compile_inner = the whole trace). On the
-2-core VM (2026-12-03, torch 2.13.0+cpu): 24 layers 20.8 and 25.3 s with LoRA (two runs), 9.4 s without
+2-core VM (2026-12-03, torch 2.13.0+cpu): 24 layers 20.8-25.3 s with LoRA (three runs), 9.4-11.3 s without (two)
 (docs/benchmarks.md, "The shared prefix as one packed call").
 """
 
