@@ -36,6 +36,7 @@ def main() -> int:
     p.add_argument("--backend", default="inductor")
     p.add_argument("--no-nested", action="store_true", help="the plain stack scope, for comparison")
     p.add_argument("--no-donated-buffer", action="store_true", help="torch._functorch.config.donated_buffer=False")
+    p.add_argument("--static", action="store_true", help="compile with dynamic=False (a graph per batch shape)")
     args = p.parse_args()
     if args.no_donated_buffer:
         functorch_config.donated_buffer = False
@@ -62,7 +63,7 @@ def main() -> int:
         marked = torch.compiler.nested_compile_region(type(layers[0]).forward)
         for layer in layers:
             layer.forward = types.MethodType(marked, layer)
-    compile_layers(compiled.backbone, scope="stack", backend=args.backend)
+    compile_layers(compiled.backbone, scope="stack", backend=args.backend, dynamic=not args.static)
 
     def logits_and_gradients(model, batch, labels, **extra):
         model.zero_grad()

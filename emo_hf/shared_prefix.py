@@ -16,11 +16,11 @@ in every row: `EmoModelForMultiLabel.forward(..., shared_prefix_length=P)` runs 
 tokens attend to that one copy. The logits and the gradients are those of the whole rows (tests/test_shared_prefix.py
 checks both against the plain forward); the projections and MLPs then see about half the tokens.
 
-How (`packed_inputs`, `shared_prefix_attention`): the batch [B, P + L] becomes one packed sequence [1, P + B*L] (the
-prefix once, then each row's own L tokens), with each row's positions continuing at P, and goes through the backbone's
-own forward in one call; only attention differs, through an attention function registered with transformers
-(`ATTENTION`): the prefix attends causally to itself, each row's tokens to the prefix and causally to their own
-tokens. So a step is still one call of the compiled layer loop (`--compile-scope stack`), one CUDA graph per batch
+How (emo_hf/modeling.py, `_packed_inputs`, `_shared_prefix_attention`: the model's remote code, which must not import
+emo_hf): the batch [B, P + L] becomes one packed sequence [1, P + B*L] (the prefix once, then each row's own L
+tokens), with each row's positions continuing at P, and goes through the backbone's own forward in one call; only
+attention differs, through an attention function registered with transformers for that call: the prefix attends
+causally to itself, each row's tokens to the prefix and causally to their own tokens. So a step is still one call of the compiled layer loop (`--compile-scope stack`), one CUDA graph per batch
 shape. The first version (2026-12-02) ran the prefix and the rows as two backbone calls joined by a key/value cache
 and was 2x slower per step on the H200 under CUDA graphs (docs/benchmarks.md, "The shared prefix"): two graphs and
 eager cache work between them.
@@ -117,67 +117,3 @@ def mark_shared_prefix(batch: dict[str, Any], prefix: Sequence[int]) -> dict[str
         batch["shared_prefix_length"] = width
     return batch
 
-
-# The attention function's name in transformers' registry (AttentionInterface), set on the backbone's config only for
-# the duration of a packed call (EmoModelForMultiLabel._backbone_with_shared_prefix): every other call keeps the
-# backbone's own attention.
-ATTENTION = "emo_shared_prefix"
-
-
-def packed_inputs(input_ids, attention_mask, prefix: int):
-    """A right-padded batch [B, P + L] whose rows all begin with the same P tokens, packed for one backbone call:
-    (input_ids [1, P + B*L]: the prefix once, then each row's L own tokens; position_ids [1, P + B*L]: 0..P-1, then
-    P..P+L-1 for every row; mask [B, 1, L, P + L] bool: row b's query i sees the whole prefix and its own tokens j <= i
-    that are not padding)."""
-    import torch
-
-    rows, width = input_ids.shape
-    own = width - prefix
-    device = input_ids.device
-    ids = torch.cat([input_ids[0, :prefix], input_ids[:, prefix:].reshape(-1)]).unsqueeze(0)
-    positions = torch.arange(width, device=device)
-    position_ids = torch.cat([positions[:prefix], positions[prefix:].repeat(rows)]).unsqueeze(0)
-    causal = torch.ones(own, own, dtype=torch.bool, device=device).tril()  # [L, L]
-    own_keys = attention_mask[:, prefix:].bool()  # [B, L]
-    mask = torch.cat([torch.ones(rows, own, prefix, dtype=torch.bool, device=device),
-                      causal.unsqueeze(0) & own_keys.unsqueeze(1)], dim=2).unsqueeze(1)  # [B, 1, L, P + L]
-    return ids, position_ids, mask
-
-
-def shared_prefix_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
-                            shared_prefix_mask=None, **kwargs):
-    """Attention over a packed batch (`packed_inputs`), in transformers' attention-function signature: query [1, H,
-    P + B*L, d], key / value [1, H_kv, P + B*L, d] (rotary already applied) -> ([1, P + B*L, H, d], None). Without
-    `shared_prefix_mask` (an unpacked call) it is transformers' SDPA attention."""
-    import torch
-    import torch.nn.functional as F
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    if shared_prefix_mask is None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
-                                      **kwargs)
-    rows, own, width = shared_prefix_mask.shape[0], shared_prefix_mask.shape[2], shared_prefix_mask.shape[3]
-    prefix = width - own
-    groups = query.shape[1] // key.shape[1]
-    if groups > 1:  # grouped-query attention: each key/value head serves `groups` query heads
-        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
-
-    def per_row(x):  # [1, H, B*L, d] -> [B, H, L, d]
-        return x.unflatten(2, (rows, own)).squeeze(0).transpose(0, 1)
-
-    ahead = F.scaled_dot_product_attention(query[:, :, :prefix], key[:, :, :prefix], value[:, :, :prefix],
-                                           is_causal=True, scale=scaling)  # [1, H, P, d]
-    keys = torch.cat([key[:, :, :prefix].expand(rows, -1, -1, -1), per_row(key[:, :, prefix:])], dim=2)
-    values = torch.cat([value[:, :, :prefix].expand(rows, -1, -1, -1), per_row(value[:, :, prefix:])], dim=2)
-    own_out = F.scaled_dot_product_attention(per_row(query[:, :, prefix:]), keys, values,
-                                             attn_mask=shared_prefix_mask, scale=scaling)  # [B, H, L, d]
-    out = torch.cat([ahead, own_out.transpose(0, 1).flatten(1, 2).unsqueeze(0)], dim=2)  # [1, H, P + B*L, d]
-    return out.transpose(1, 2).contiguous(), None
-
-
-def register_attention() -> str:
-    """Register `shared_prefix_attention` with transformers under `ATTENTION` (idempotent); returns the name."""
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(ATTENTION, shared_prefix_attention)
-    return ATTENTION
