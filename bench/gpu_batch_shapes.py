@@ -9,8 +9,9 @@ of them) with emo_hf's word-level test tokenizer (emo_hf.backbones.tiny: most Go
 token, so rows are about one token per word), then trains it one epoch with the `qwen2.5-0.5b` preset (the layer loop
 compiled as one region with CUDA graphs, 8,192-token batches) twice, each in a process and an empty inductor cache of
 its own: as it is, and with `--fixed-batch-shapes`. Prints each run's batch shapes and step_timing (the first step,
-the slow steps and their seconds above the median: on the H200 a new batch shape cost ~1.1 s twice in both cold and
-warm runs of the real model, docs/benchmarks.md). Arguments after `--` go to both `emo-hf train` runs.
+the slow steps and their seconds above the median: on the H200 the real model's cold and warm runs each spent ~28 s
+in 26 slow steps besides the first, which fits two per new batch shape, docs/benchmarks.md). Arguments after `--` go
+to both `emo-hf train` runs.
 """
 
 from __future__ import annotations

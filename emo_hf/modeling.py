@@ -518,7 +518,7 @@ class EmoModelForMultiLabel(PreTrainedModel):
         (the rows read the prefix's keys and values; gradients reach the prefix summed over the rows). Training only:
         emo_hf.shared_prefix's collator marks such batches."""
         rows, width = input_ids.shape
-        ids, position_ids, mask = _packed_inputs(input_ids, attention_mask, prefix)  # [1, P+B*L], [1, P+B*L], [B,1,L,P+L]
+        ids, position_ids, mask = _packed_inputs(input_ids, attention_mask, prefix)  # [1,P+BL] [1,P+BL] [B,1,L,P+L]
         config = self.backbone.config
         own_attention = config._attn_implementation
         config._attn_implementation = _register_packed_attention()  # for this call only; not saved in config.json

@@ -20,10 +20,10 @@ How (emo_hf/modeling.py, `_packed_inputs`, `_shared_prefix_attention`: the model
 emo_hf): the batch [B, P + L] becomes one packed sequence [1, P + B*L] (the prefix once, then each row's own L
 tokens), with each row's positions continuing at P, and goes through the backbone's own forward in one call; only
 attention differs, through an attention function registered with transformers for that call: the prefix attends
-causally to itself, each row's tokens to the prefix and causally to their own tokens. So a step is still one call of the compiled layer loop (`--compile-scope stack`), one CUDA graph per batch
-shape. The first version (2026-12-02) ran the prefix and the rows as two backbone calls joined by a key/value cache
-and was 2x slower per step on the H200 under CUDA graphs (docs/benchmarks.md, "The shared prefix"): two graphs and
-eager cache work between them.
+causally to itself, each row's tokens to the prefix and causally to their own tokens. So a step is still one call
+of the compiled layer loop (`--compile-scope stack`), one CUDA graph per batch shape. The first version (2026-12-02)
+ran the prefix and the rows as two backbone calls joined by a key/value cache and was 2x slower per step on the H200
+under CUDA graphs (docs/benchmarks.md, "The shared prefix"): two graphs and eager cache work between them.
 
 Only for what it is exact and tested on: a decoder (not an encoder: its attention looks both ways), text mode,
 every layer full causal attention (a sliding window would need its own mask), no attention dropout, no gradient

@@ -1,6 +1,6 @@
 """The instruction prompt's template tokens, run once per batch (`shared_prefix_length`, one packed backbone call):
-the same logits and LoRA gradients as whole rows, eager and compiled as one region (one graph); the collator marks only batches where every row has the
-prefix; the trainer records what it did."""
+the same logits and LoRA gradients as whole rows, eager and compiled as one region (one graph); the collator marks
+only batches where every row has the prefix; the trainer records what it did."""
 
 import pytest
 import torch

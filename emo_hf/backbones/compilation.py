@@ -23,8 +23,11 @@ costs a fraction of compiling the whole stack (PyTorch's regional-compilation re
 building, embedding, head and loss stay eager.
 
 Why the stack scope does not mark its layers as `torch.compiler.nested_compile_region`s (compile one layer, reuse
-its code, to cut the cold compile): its LoRA gradients came out wrong (torch 2.13; `python
-bench/nested_region_check.py --backend inductor`; docs/benchmarks.md, "The shared prefix").
+its code): with inductor's buffer reuse their LoRA gradients came out wrong (torch 2.13; `python
+bench/nested_region_check.py --backend inductor`; right with `--inductor allow_buffer_reuse=False`), and they do not
+shorten Dynamo's trace, the part of a warm run's first step no cache spares (21.7 s against 21.0 s unrolled: `python
+bench/dynamo_trace_time.py --backend aot_eager [--nested]`), only AOTAutograd's (docs/benchmarks.md, "The shared
+prefix as one packed call").
 
 Not used with gradient checkpointing (the recomputed forward under Dynamo is not measured here) nor on the Unsloth
 path (Unsloth compiles its own regions): `compile_skip_reason` names why, the trainer then trains eager and records
