@@ -19,6 +19,7 @@ because the host is busy.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -42,6 +43,7 @@ class StepTimer:
         self._step_number = 0
         self._epoch_began: float | None = None
         self._epoch_ended: float | None = None
+        self.compile_seconds: dict[str, float] | None = None  # torch.compile's phases, read at the run's end
 
     # -- events (the callback below forwards the Trainer's) ------------------------------------------------------
     def train_begin(self) -> None:
@@ -76,6 +78,7 @@ class StepTimer:
 
     def train_end(self) -> None:
         self._close_after_epoch(self._clock())
+        self.compile_seconds = compile_phase_seconds()
 
     def _close_after_epoch(self, now: float) -> None:
         if self._epoch_ended is not None:
@@ -103,10 +106,14 @@ class StepTimer:
             "above_median_seconds": round(float(np.clip(seconds - median, 0, None).sum()), 2),
             "slow_steps": int(len(slow)),
             "slow_step_numbers": [self.step_numbers[i] for i in slow[:20]],
+            "slow_step_seconds": [round(float(seconds[i]), 3) for i in slow[:20]],
             "slow_factor": SLOW_FACTOR,
             "epoch_seconds": [round(s, 2) for s in self.epoch_seconds],
             "after_epoch_seconds": [round(s, 2) for s in self.after_epoch_seconds],
             "clock": "host wall clock from one step's begin to the next, no device synchronisation",
+            # Dynamo's whole trace (_compile.compile_inner) against the backend's share (inductor compiling or loading
+            # its cache), so a slow first step can be split; None when nothing was compiled.
+            "compile_seconds": self.compile_seconds,
         }
 
     def line(self) -> str | None:
@@ -142,3 +149,15 @@ class StepTimer:
                 timer.train_end()
 
         return StepTimingCallback()
+
+
+def compile_phase_seconds() -> dict[str, float] | None:
+    """Seconds torch.compile spent in this process so far per timed phase, summed over graphs: `_compile.compile_inner`
+    is Dynamo's whole trace, `OutputGraph.call_user_compiler` the backend's share of it (cache loads included). None
+    when Dynamo was never imported or compiled nothing. torch's own record (`torch._dynamo.utils`), read, not
+    recomputed."""
+    utils = sys.modules.get("torch._dynamo.utils")
+    metrics = getattr(utils, "compilation_time_metrics", None) if utils is not None else None
+    if not metrics:
+        return None
+    return {str(name): round(float(sum(values)), 2) for name, values in sorted(metrics.items()) if values}

@@ -51,11 +51,14 @@ def job_row(folder: Path) -> str | None:
 
 
 def timing_cell(info: dict) -> str:
-    """emo_hf.step_timing in a few words: the median step, the first step, the seconds above the median."""
+    """emo_hf.step_timing in a few words: the median step, the first step (Dynamo's trace of it, where recorded),
+    the seconds above the median and the slow steps."""
     t = info.get("step_timing")
     if not t:
         return ""
-    return f"{t['median_step_ms']} ms; first {t['first_step_s']} s; +{t['above_median_seconds']} s"
+    trace = (t.get("compile_seconds") or {}).get("_compile.compile_inner")
+    first = f"first {t['first_step_s']} s" + (f" (trace {trace} s)" if trace is not None else "")
+    return f"{t['median_step_ms']} ms; {first}; +{t['above_median_seconds']} s, {t['slow_steps']} slow"
 
 
 def reload_cell(info: dict) -> str:

@@ -85,8 +85,11 @@
 #   the same lease's before. Every run records step_timing (training_info.json).
 # SCHEDULE=shapes (DATA28 unused), alone, each only before $DEADLINE: the preset cold (EVAL=0), then on its inductor
 #   cache with whole rows as they are and with --fixed-batch-shapes (6 training shapes instead of 13: the stack's
-#   graph is the same, the loss with its row weights runs outside it), both evaluated; their step_timing says how
-#   much start-up the fewer CUDA-graph recordings save.
+#   graph is the same, the loss with its row weights runs outside it; evaluated; whole rows are not, EVAL=0: earlier
+#   leases evaluated the same batches), then --fixed-batch-shapes with CUDA graph trees' per-shape warm-up run skipped
+#   (INDUCTOR_SET=triton.skip_cudagraph_warmup=True: bench/train_with_inductor_config.py; EVAL=0). Their step_timing
+#   says how much start-up the fewer warm-ups and recordings save, and its compile_seconds how much of the first
+#   step is Dynamo's trace.
 # SMOKE=1 runs a schedule on a CPU in minutes (tiny slices, 1 epoch, no 4-bit): the check of this script.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -104,7 +107,10 @@ job() {  # NAME DATA PRESET BACKBONE [TRAIN FLAGS...]
   rm -rf "$dir"; mkdir -p "$dir/cwd"; echo running > "$dir/status"; date -u +%FT%TZ > "$dir/started"
   # Each job in its own working folder (Unsloth writes its compiled modules to ./unsloth_compiled_cache) and its own
   # inductor/Triton cache, so a compile time is a first run's unless INDUCTOR_CACHE names another job's.
-  if (cd "$dir/cwd" && TORCHINDUCTOR_CACHE_DIR=${INDUCTOR_CACHE:-$dir/inductor-cache} python -m emo_hf train --data "$data" --preset "$preset" --backbone "$backbone" \
+  local train=(-m emo_hf train)  # INDUCTOR_SET="KEY=VALUE ...": the same through bench/train_with_inductor_config.py
+  # shellcheck disable=SC2206
+  [[ -n ${INDUCTOR_SET:-} ]] && train=("$REPO/bench/train_with_inductor_config.py" $INDUCTOR_SET --)
+  if (cd "$dir/cwd" && TORCHINDUCTOR_CACHE_DIR=${INDUCTOR_CACHE:-$dir/inductor-cache} python "${train[@]}" --data "$data" --preset "$preset" --backbone "$backbone" \
         --out "$dir/run" "${flags[@]}" > "$dir/train.log" 2>&1 \
       && { [[ ${EVAL:-1} == 0 ]] && echo "evaluation skipped (EVAL=0)" > "$dir/eval.log" || { python -m emo_hf evaluate "$dir/run/model" --data "$data" --no-baselines --out "$dir/test" \
         > "$dir/eval.log" 2>&1 \
@@ -420,7 +426,9 @@ shapes_schedule() {  # STAGE DATA: the preset warm with and without --fixed-batc
   EVAL=0 job q05-cold "$data" qwen2.5-0.5b "$q05"
   local cache=$RES/q05-cold/inductor-cache
   INDUCTOR_CACHE=$cache job q05-fixed-warm "$data" qwen2.5-0.5b "$q05" --fixed-batch-shapes
-  INDUCTOR_CACHE=$cache job q05-warm "$data" qwen2.5-0.5b "$q05"
+  EVAL=0 INDUCTOR_CACHE=$cache job q05-warm "$data" qwen2.5-0.5b "$q05"
+  INDUCTOR_SET=triton.skip_cudagraph_warmup=True EVAL=0 INDUCTOR_CACHE=$cache job q05-fixed-nowarmup-warm "$data" \
+    qwen2.5-0.5b "$q05" --fixed-batch-shapes
   echo "$(date -u +%T) schedule done"
   echo done > "$RES/ALL_DONE"
 }

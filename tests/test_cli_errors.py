@@ -184,3 +184,13 @@ def test_evaluate_on_validation_keeps_the_test_report_and_card(tmp_path):
     assert report_dir(model, "test", None) == model
     with pytest.raises(ValueError, match="test report"):
         report_dir(model, "validation", model)
+
+
+@pytest.mark.parametrize("command", ["data", "train", "evaluate", "run", "predict", "export", "push", "ablate"])
+def test_every_commands_help_prints_and_exits_0(command, capsys):
+    # argparse %-formats help texts: a literal "1%" in a TrainSettings help once crashed `emo-hf train --help`.
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: emo-hf {command} ")
+    if command in ("train", "run"):
+        assert "--fixed-batch-shapes" in out and "~1% more rows" in out.replace("\n", " ").replace("  ", " ")

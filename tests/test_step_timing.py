@@ -41,11 +41,29 @@ def test_the_first_steps_compile_time_shows_above_the_median():
     assert s["steps"] == 12 and s["first_step_s"] == 12.0 and s["before_first_step_s"] == 1.5
     assert s["median_step_ms"] == pytest.approx(100.0)
     assert s["above_median_seconds"] == pytest.approx(11.9 + 1.9)
-    assert s["slow_steps"] == 2 and s["slow_step_numbers"] == [1, 2]
+    assert s["slow_steps"] == 2 and s["slow_step_numbers"] == [1, 2] and s["slow_step_seconds"] == [12.0, 2.0]
     assert s["epoch_seconds"] == pytest.approx([14.4, 0.6]) and s["after_epoch_seconds"] == pytest.approx([3.0, 3.0])
     # the phases add up to the run: before + steps + after epochs
     assert s["before_first_step_s"] + s["steps_seconds"] + sum(s["after_epoch_seconds"]) == pytest.approx(clock.now)
     assert "12 steps in 15.0 s" in timer.line() and "start-up: 13.8 s above the median, 2 steps over 3x" in timer.line()
+
+
+def test_the_compile_phases_are_torchs_own_record_of_this_process():
+    import torch
+
+    from emo_hf.step_timing import compile_phase_seconds
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.compilation_time_metrics.clear()
+    assert compile_phase_seconds() is None  # nothing compiled yet: no phases
+    torch.compile(lambda x: torch.sin(x) + 1, backend="eager")(torch.ones(3))
+    phases = compile_phase_seconds()
+    assert phases is not None and "_compile.compile_inner" in phases  # Dynamo's whole trace of the function
+    assert all(isinstance(v, float) and v >= 0 for v in phases.values())
+    clock = Clock()
+    timer = StepTimer(clock=clock)
+    _run(timer, clock, [[0.1, 0.1]], before=0.0, after=0.0)
+    assert timer.summary()["compile_seconds"] == phases  # read at the run's end, into training_info.json
 
 
 def test_a_run_with_no_steps_records_nothing():

@@ -30,17 +30,21 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
                         "with Unsloth, else minilm).")
     hints = typing.get_type_hints(TrainSettings)
     group = parser.add_argument_group("settings (override the preset)")
+
+    def help_of(field: dataclasses.Field) -> str:  # argparse formats help with %: a literal "1%" must be "1%%"
+        return field.metadata["help"].replace("%", "%%")
+
     for field in dataclasses.fields(TrainSettings):
         if field.name == "preset":
             continue
         flag = "--" + field.name.replace("_", "-")
         kind = hints[field.name]
         if kind is bool or set(typing.get_args(kind)) == {bool, type(None)}:  # bool | None: unset = automatic
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=field.metadata["help"])
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_of(field))
             continue
         base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
         extra = " (0 = full fine-tuning)" if field.name == "lora_r" else ""
-        group.add_argument(flag, type=base, default=None, help=field.metadata["help"] + extra)
+        group.add_argument(flag, type=base, default=None, help=help_of(field) + extra)
 
 
 def settings_from_args(args: argparse.Namespace) -> TrainSettings:
