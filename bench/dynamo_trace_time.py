@@ -5,6 +5,7 @@ decoder, with and without LoRA: the part of a warm run's first step that no indu
     python bench/dynamo_trace_time.py                 # 24 layers, LoRA r=16 on the 7 projections
     python bench/dynamo_trace_time.py --no-lora       # the bare layers
     python bench/dynamo_trace_time.py --layers 4
+    python bench/dynamo_trace_time.py --dynamo inline_inbuilt_nn_modules=False   # a Dynamo setting tried
 
 Random weights (bf16, vocabulary cut to 1,000: the embedding's size does not change the trace), backend "eager"
 (Dynamo's graph capture only, no AOTAutograd, no code generation), one forward + backward of an 8 x 40 batch. Prints
@@ -33,7 +34,15 @@ def main() -> None:
     parser.add_argument("--backend", default="eager", choices=["eager", "aot_eager"],
                         help="eager: Dynamo only; aot_eager: + AOTAutograd (needed with --nested: the nested "
                              "region's backward needs AOTAutograd's fake mode)")
+    parser.add_argument("--dynamo", action="append", default=[], metavar="KEY=VALUE",
+                        help="a torch._dynamo.config value to set, e.g. --dynamo inline_inbuilt_nn_modules=False "
+                             "(repeatable)")
     args = parser.parse_args()
+    import torch._dynamo
+
+    for item in args.dynamo:
+        key, _, value = item.partition("=")
+        setattr(torch._dynamo.config, key, {"True": True, "False": False}.get(value, value))
 
     from peft import LoraConfig, get_peft_model
     from transformers import Qwen2Config, Qwen2ForCausalLM

@@ -53,7 +53,9 @@ class TrainSettings:
         "the next longer one, so the compiled step meets a few shapes (GoEmotions at 8,192 tokens: 6 instead of 13). "
         "Why: CUDA graphs record one graph per shape, and a warm run on the H200 spent ~28 s in 26 slow steps "
         "besides the first, which fits two per new shape (docs/benchmarks.md, 'The shared prefix as one packed "
-        "call'). Costs ~1% more rows of compute. Not yet measured on a GPU.")})
+        "call'). Costs ~1% more rows of compute. On the H200 (2026-12-03) it cut the slow steps from 46 to 13 and "
+        "their time besides the first step from 20.2 to 12.8 s, but the run was not faster (69.0 s against 66.8 s, "
+        "one run each; docs/benchmarks.md, 'Fixed batch shapes'), so it is off by default.")})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimiser step."})
     max_length: int = field(default=64, metadata={"help": "Token limit; longer texts are truncated (p99 of GoEmotions is < 50)."})
     num_soft_tokens: int = field(default=4, metadata={"help": "Embedding mode: soft tokens per sentence vector."})

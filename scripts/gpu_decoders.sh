@@ -90,6 +90,10 @@
 #   (INDUCTOR_SET=triton.skip_cudagraph_warmup=True: bench/train_with_inductor_config.py; EVAL=0). Their step_timing
 #   says how much start-up the fewer warm-ups and recordings save, and its compile_seconds how much of the first
 #   step is Dynamo's trace.
+# `collect` also returns the cold job's inductor cache ($OUT/inductor-cache.tgz, if under 60 MB; CACHE_JOB names another
+# job): carried into a later lease and unpacked (`tar xzf inductor-cache.tgz -C $HOME/cache`), `INDUCTOR_CACHE=$HOME/
+# cache/inductor-cache` before `start` makes every job of the 'shapes' schedule warm, sparing its ~8-minute cold job (a
+# cache hit needs the same torch, Triton and GPU: the lent image's; not yet tried across two machines).
 # SMOKE=1 runs a schedule on a CPU in minutes (tiny slices, 1 epoch, no 4-bit): the check of this script.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -424,7 +428,7 @@ shapes_schedule() {  # STAGE DATA: the preset warm with and without --fixed-batc
   schedule_started shapes
   wait_for_file "$q05" 900 || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
   EVAL=0 job q05-cold "$data" qwen2.5-0.5b "$q05"
-  local cache=$RES/q05-cold/inductor-cache
+  local cache=${INDUCTOR_CACHE:-$RES/q05-cold/inductor-cache}  # a carried cache (below) serves every job
   INDUCTOR_CACHE=$cache job q05-fixed-warm "$data" qwen2.5-0.5b "$q05" --fixed-batch-shapes
   EVAL=0 INDUCTOR_CACHE=$cache job q05-warm "$data" qwen2.5-0.5b "$q05"
   INDUCTOR_SET=triton.skip_cudagraph_warmup=True EVAL=0 INDUCTOR_CACHE=$cache job q05-fixed-nowarmup-warm "$data" \
@@ -469,6 +473,14 @@ collect() {
   done
   cp "$RES"/*.log "$pack/" 2>/dev/null
   tar czf "$out/decoders.tgz" -C "$pack" . && rm -rf "$pack"
+  # The cold job's inductor cache, for a later lease to carry (when it fits one call): see the header.
+  local cache=$RES/${CACHE_JOB:-q05-cold}/inductor-cache
+  if [[ -d $cache ]]; then
+    tar czf "$out/inductor-cache.tgz" -C "$(dirname "$cache")" inductor-cache
+    local bytes; bytes=$(stat -c %s "$out/inductor-cache.tgz")
+    if (( bytes > 60000000 )); then echo "inductor cache: $bytes bytes, too big to carry; not kept"; rm -f "$out/inductor-cache.tgz"
+    else echo "inductor cache: $out/inductor-cache.tgz ($bytes bytes)"; fi
+  fi
   python "$REPO/scripts/decoder_table.py" "$RES"
 }
 
