@@ -2,10 +2,11 @@
 
     python bench/train_with_inductor_config.py triton.skip_cudagraph_warmup=True -- --data DATA --preset qwen2.5-0.5b
 
-Why `triton.skip_cudagraph_warmup`: under CUDA graph trees each new batch shape is run once eagerly ("warm-up"), then
-recorded on its next call; a warm 2-epoch run of Qwen2.5-0.5B had 26 slow steps of ~1.1 s besides the first, which fit
-13 shapes x 2 (docs/benchmarks.md, "The shared prefix as one packed call"). Skipping the warm-up records on the first
-call, if the first call records cleanly (a lazy initialisation inside a capture would fail it).
+Why `triton.skip_cudagraph_warmup`: under CUDA graph trees each new batch shape is run once without a graph ("warm-up"),
+then recorded on its next call, two slow steps per shape. Skipping the warm-up records on the first call, if that
+call records cleanly. On the H200 (2026-12-03, with --fixed-batch-shapes) it did not: the first step failed with
+cudaErrorStreamCaptureInvalidated (docs/benchmarks.md, "Fixed batch shapes"). A changed inductor setting also misses a
+warm inductor cache (the settings are part of its key), so such a run compiles cold.
 Everything after `--` goes to `emo-hf train` unchanged; an unknown key fails before anything loads.
 """
 
