@@ -5,8 +5,8 @@
 Why `triton.skip_cudagraph_warmup`: under CUDA graph trees each new batch shape is run once without a graph ("warm-up"),
 then recorded on its next call, two slow steps per shape. Skipping the warm-up records on the first call, if that
 call records cleanly. On the H200 (2026-12-03, with --fixed-batch-shapes) it did not: the first step failed with
-cudaErrorStreamCaptureInvalidated (docs/benchmarks.md, "Fixed batch shapes"). A changed inductor setting also misses a
-warm inductor cache (the settings are part of its key), so such a run compiles cold.
+cudaErrorStreamCaptureInvalidated (docs/benchmarks.md, "Fixed batch shapes"). A changed inductor setting likely misses a
+warm inductor cache too (the settings are part of its key), so such a run may compile cold.
 Everything after `--` goes to `emo-hf train` unchanged; an unknown key fails before anything loads.
 """
 
