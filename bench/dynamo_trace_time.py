@@ -34,6 +34,12 @@ def main() -> None:
     parser.add_argument("--backend", default="eager", choices=["eager", "aot_eager"],
                         help="eager: Dynamo only; aot_eager: + AOTAutograd (needed with --nested: the nested "
                              "region's backward needs AOTAutograd's fake mode)")
+    parser.add_argument("--peft-lora", action="store_true",
+                        help="keep peft's own LoRA forward (the library gives the projections the lean forward of "
+                             "emo_hf.backbones.lean_lora before compiling)")
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"],
+                        help="weights' dtype (float32 runs the traced graph faster on a CPU without bf16 units; the "
+                             "trace is the same code)")
     parser.add_argument("--dynamo", action="append", default=[], metavar="KEY=VALUE",
                         help="a torch._dynamo.config value to set, e.g. --dynamo inline_inbuilt_nn_modules=False "
                              "(repeatable)")
@@ -50,8 +56,8 @@ def main() -> None:
     from emo_hf.backbones.compilation import compile_layers
 
     config = Qwen2Config(hidden_size=896, intermediate_size=4864, num_hidden_layers=args.layers, num_attention_heads=14,
-                         num_key_value_heads=2, vocab_size=1000, max_position_embeddings=512, dtype="bfloat16")
-    model = Qwen2ForCausalLM(config).to(torch.bfloat16).model
+                         num_key_value_heads=2, vocab_size=1000, max_position_embeddings=512, dtype=args.dtype)
+    model = Qwen2ForCausalLM(config).to(getattr(torch, args.dtype)).model
     if args.no_lora:
         for parameter in model.parameters():
             parameter.requires_grad_(False)
@@ -78,7 +84,7 @@ def main() -> None:
             return lookup_backend("aot_eager")(gm, example_inputs)
         return gm.forward
 
-    compile_layers(model, scope="stack", backend=recording_eager)
+    compile_layers(model, scope="stack", backend=recording_eager, lean_lora=not args.peft_lora)
     ids = torch.randint(0, 1000, (8, 40))
     mask = torch.ones(8, 40, dtype=torch.long)
     mask[0, -3:] = 0  # one padded row, as in training
@@ -88,7 +94,8 @@ def main() -> None:
         model(input_ids=ids, attention_mask=mask).last_hidden_state.float().mean().backward()
         seconds.append(time.perf_counter() - start)
     regions = sum("invoke_subgraph" in str(n.target) for g in graphs for n in g.graph.nodes)
-    print(f"{args.layers} layers, {'no LoRA' if args.no_lora else 'LoRA r=16'}{', nested' if args.nested else ''}: "
+    lora = "no LoRA" if args.no_lora else "LoRA r=16, " + ("peft's forward" if args.peft_lora else "lean forward")
+    print(f"{args.layers} layers, {args.dtype}, {lora}{', nested' if args.nested else ''}: "
           f"first step {seconds[0]:.1f} s, second {seconds[1]:.1f} s; {len(graphs)} graph(s), {regions} "
           "invoke_subgraph call(s)")
     print(torch._dynamo.utils.compile_times(repr="str", aggregate=True))

@@ -43,7 +43,8 @@ class TrainSettings:
     eval_batch_size: int = field(default=128, metadata={"help": "Per-device evaluation batch size."})
     max_tokens_per_batch: int | None = field(default=None, metadata={"help": (
         "Text mode: batches of as many rows as fit this many padded tokens (length-grouped, padded to a few bucket "
-        "lengths; emo_hf.batching) instead of --batch-size rows; evaluation then uses twice the budget. The learning "
+        "lengths; emo_hf.batching) instead of --batch-size rows; evaluation batches then take up to 8x the budget, "
+        "as memory allows (emo_hf.memory_plan.eval_tokens_per_batch; recorded in training_info.json). The learning "
         "rate is per optimiser step and is not rescaled: a step holds about budget / padded length rows (the mean is "
         "logged and recorded in training_info.json); to compare with --batch-size N, pick a budget giving ~N rows, or "
         "scale the learning rate by sqrt(mean rows / N).")})
@@ -96,6 +97,10 @@ class TrainSettings:
                                "s (2 epochs: 222.9 s against 192.3), so it pays off beyond ~1,700 steps or from the "
                                "inductor cache of an earlier run (2 epochs at 8,192 tokens: 213.2 s cold, 71.7 s "
                                "warm); evaluation runs eager there)."})
+    lean_lora: bool = field(default=True, metadata={"help": "--compile: give peft's LoRA projections the lean "
+                            "forward of emo_hf.backbones.lean_lora before compiling (the same arithmetic, bit for bit, "
+                            "in fewer steps for Dynamo to trace: the trace is the part of every run's start that no "
+                            "cache spares); --no-lean-lora keeps peft's own forward."})
     prompt: str = field(default="plain", metadata={"help": "Decoder input: 'plain' (the text) or 'instruction' (chat template + 'Which emotions does this text express?'); recorded in the model's config, so predict applies it too."})
     shared_prefix: bool = field(default=False, metadata={"help": "With prompt 'instruction' on a decoder: run the "
                                 "template tokens every row begins with once per batch, not once per row (exact: "

@@ -124,6 +124,13 @@ def _make_trainer_class():
         # Token-budget batches (emo_hf.batching): train() sets `token_budget` = (max_tokens, buckets, seed).
         token_budget: tuple | None = None
         fixed_batch_shapes = False  # training batches padded to one shape per bucket (--fixed-batch-shapes)
+        eval_token_budget: int | None = None  # tokens per evaluation batch (train() sets the memory plan's)
+
+        @property
+        def _sorted_loaders(self) -> dict:  # id(dataset) -> (dataset, loader); the dataset kept so its id stays its
+            if "_emo_sorted_loaders" not in vars(self):
+                self._emo_sorted_loaders = {}
+            return self._emo_sorted_loaders
         _parameter_count: int | None = None
 
         def get_train_dataloader(self):
@@ -146,11 +153,18 @@ def _make_trainer_class():
             return self._sorted_loader(test_dataset)
 
         def _sorted_loader(self, dataset):
-            # Evaluation: no gradients or saved activations, so twice the training budget; rows sorted by length.
+            # Evaluation: no gradients or saved activations, so more tokens per batch (the memory plan's
+            # eval_tokens_per_batch; twice the training budget where the plan gave none); rows sorted by length.
+            # One loader per dataset: with persistent workers, a new loader would start new worker processes at
+            # every evaluation and leave the old ones running.
             from .batching import token_budget_dataloader
 
             max_tokens, buckets, _ = self.token_budget
-            return token_budget_dataloader(self, dataset, 2 * max_tokens, buckets, shuffle=False)
+            key = id(dataset)
+            if key not in self._sorted_loaders:
+                self._sorted_loaders[key] = (dataset, token_budget_dataloader(
+                    self, dataset, self.eval_token_budget or 2 * max_tokens, buckets, shuffle=False))
+            return self._sorted_loaders[key][1]
 
         def floating_point_ops(self, inputs) -> int:
             # Trainer counts 6 x tokens x parameters every step, and counting the parameters walks every module of the
@@ -213,6 +227,7 @@ def build_model(settings: TrainSettings, label_names: list[str], encoder: dict |
     )
     if settings.compile:
         from .backbones.compilation import compile_layers, compile_skip_reason
+        from .backbones.lean_lora import lean_lora_count
 
         skip = compile_skip_reason(model)
         if skip:
@@ -220,8 +235,9 @@ def build_model(settings: TrainSettings, label_names: list[str], encoder: dict |
             model.compile_info = {"skipped": skip}
         else:
             model.compile_info = {"layers": compile_layers(model.backbone, scope=settings.compile_scope,
-                                                           mode=settings.compile_mode),
-                                  "mode": settings.compile_mode or "default", "scope": settings.compile_scope}
+                                                           mode=settings.compile_mode, lean_lora=settings.lean_lora),
+                                  "mode": settings.compile_mode or "default", "scope": settings.compile_scope,
+                                  "lean_lora_projections": lean_lora_count(model.backbone)}
     return model
 
 
@@ -405,6 +421,7 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
     if budget:
         trainer.token_budget = (budget, buckets, settings.seed)
         trainer.fixed_batch_shapes = settings.fixed_batch_shapes
+        trainer.eval_token_budget = plan.eval_tokens_per_batch
         from .batching import TokenBudgetBatchSampler
 
         batching = TokenBudgetBatchSampler([len(ids) for ids in encoded["train"]["input_ids"]], budget, buckets,
@@ -412,6 +429,7 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
                                            merge_sparse_buckets=settings.fixed_batch_shapes).summary()
         batching["mean_rows_per_optimizer_step"] = round(
             batching["mean_rows_per_batch"] * settings.gradient_accumulation_steps * batching["num_replicas"], 2)
+        batching["eval_tokens_per_batch"] = trainer.eval_token_budget or 2 * budget
         print(f"emo_hf: token-budget batches: {batching['batches_per_epoch']} per epoch, "
               f"{batching['mean_rows_per_optimizer_step']} rows per optimiser step on average "
               f"(budget {budget} padded tokens, buckets {buckets}, {100 * batching['pad_fraction']:.1f}% padding, "

@@ -90,6 +90,11 @@
 #   (INDUCTOR_SET=triton.skip_cudagraph_warmup=True: bench/train_with_inductor_config.py; EVAL=0). Their step_timing
 #   says how much start-up the fewer warm-ups and recordings save, and its compile_seconds how much of the first
 #   step is Dynamo's trace.
+# SCHEDULE=lean (DATA28 unused), alone, each only before $DEADLINE: the preset as it now is (LoRA projections with the
+#   lean forward of emo_hf.backbones.lean_lora, evaluation batches of the memory plan's eval_tokens_per_batch, 8x the
+#   training budget here), cold (EVAL=0); then on its inductor cache: the same, evaluated; the same with peft's own
+#   LoRA forward (--no-lean-lora, EVAL=0: the trace it adds); with --fixed-batch-shapes (evaluated: the repeat the
+#   shapes lease asked for); the preset again (EVAL=0: run-to-run spread).
 # `collect` also returns the cold job's inductor cache ($OUT/inductor-cache.tgz, if under 60 MB; CACHE_JOB names another
 # job): carried into a later lease and unpacked (`tar xzf inductor-cache.tgz -C $HOME/cache`), `INDUCTOR_CACHE=$HOME/
 # cache/inductor-cache` before `start` makes every job of the 'shapes' schedule warm, sparing its ~8-minute cold job (a
@@ -437,6 +442,20 @@ shapes_schedule() {  # STAGE DATA: the preset warm with and without --fixed-batc
   echo done > "$RES/ALL_DONE"
 }
 
+lean_schedule() {  # STAGE DATA: the lean LoRA forward and larger evaluation batches, warm, on one cold run's cache
+  local data=$2 q05=$1/q05.gguf
+  schedule_started lean
+  wait_for_file "$q05" 900 || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
+  [[ -z ${INDUCTOR_CACHE:-} ]] && EVAL=0 job q05-cold "$data" qwen2.5-0.5b "$q05"
+  local cache=${INDUCTOR_CACHE:-$RES/q05-cold/inductor-cache}
+  INDUCTOR_CACHE=$cache job q05-warm "$data" qwen2.5-0.5b "$q05"
+  EVAL=0 INDUCTOR_CACHE=$cache job q05-peft-warm "$data" qwen2.5-0.5b "$q05" --no-lean-lora
+  INDUCTOR_CACHE=$cache job q05-fixed-warm "$data" qwen2.5-0.5b "$q05" --fixed-batch-shapes
+  EVAL=0 INDUCTOR_CACHE=$cache job q05-warm2 "$data" qwen2.5-0.5b "$q05"
+  echo "$(date -u +%T) schedule done"
+  echo done > "$RES/ALL_DONE"
+}
+
 finish_schedule() {  # STAGE DATA: what the stack schedule left, when its cold stack compile took the lease's time
   local stage=$1 data=$2
   local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
@@ -488,7 +507,7 @@ case ${1:-} in
   start) shift; mkdir -p "$RES"; setsid nohup bash "$0" schedule "$@" > "$RES/master.log" 2>&1 < /dev/null &
          echo "started: log $RES/master.log" ;;
   schedule) shift
-            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; warm) warm_schedule "$@" ;; budget) budget_schedule "$@" ;; prefix) prefix_schedule "$@" ;; tokens) tokens_schedule "$@" ;; startup) startup_schedule "$@" ;; packed) packed_schedule "$@" ;; shapes) shapes_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
+            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; warm) warm_schedule "$@" ;; budget) budget_schedule "$@" ;; prefix) prefix_schedule "$@" ;; tokens) tokens_schedule "$@" ;; startup) startup_schedule "$@" ;; packed) packed_schedule "$@" ;; shapes) shapes_schedule "$@" ;; lean) lean_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
   status) status ;;
   wait) wait_for_file "$RES/${3:-ALL_DONE}" "${2:?seconds}"; status; tail -5 "$RES/master.log" ;;
   collect) collect ;;

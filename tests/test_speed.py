@@ -206,6 +206,22 @@ def test_the_24b_shape_on_an_h200_drops_checkpointing_and_its_estimate_covers_th
     assert at_8k.gradient_checkpointing  # twice the activations (~111 GiB) no longer fit 85% of the card
 
 
+def test_evaluation_batches_take_what_the_training_activations_took_within_the_cap():
+    from emo_hf.memory_plan import EVAL_BUDGET_CAP, eval_tokens_per_batch
+
+    qwen, mistral = _qwen_05b(), _mistral_24b()
+    # Without checkpointing training keeps all 24 layers' activations: a no-grad forward could take 24x; the cap holds.
+    assert eval_tokens_per_batch(qwen, tokens_per_batch=8192, gradient_checkpointing=False) == EVAL_BUDGET_CAP * 8192
+    # Checkpointed, the 24B step keeps each layer's input plus one layer's set: ~2.1x; offloaded, only the one set.
+    checkpointed = eval_tokens_per_batch(mistral, tokens_per_batch=4096, gradient_checkpointing=True)
+    assert 2 * 4096 < checkpointed < 2.2 * 4096
+    assert eval_tokens_per_batch(mistral, tokens_per_batch=4096, gradient_checkpointing=True,
+                                 offload_checkpointing=True) == 4096
+    # The plan carries it for the option it chose: the 24B on a 24 GB card is checkpointed, so ~2.1x there.
+    plan = plan_memory(mistral, free_bytes=23.5 * 2**30, tokens_per_batch=4096, lora_r=16)
+    assert plan.eval_tokens_per_batch == checkpointed
+
+
 def test_explicit_settings_win_and_the_plan_is_recorded():
     plan = plan_memory(_qwen_05b(), free_bytes=140e9, tokens_per_batch=4096, load_in_4bit=True,
                        gradient_checkpointing=True)
@@ -252,6 +268,7 @@ def test_train_with_a_token_budget_end_to_end(goemotions_slice_data, tmp_path):
     assert plan["load_in_4bit"] is False and plan["gradient_checkpointing"] is False  # a CPU run
     assert info["hyperparameters"]["max_tokens_per_batch"] == 1024
     assert batching["merged_sparse_buckets"] is False
+    assert batching["eval_tokens_per_batch"] == plan["eval_tokens_per_batch"] == 8 * 1024  # no checkpointing: the cap
 
 
 def test_train_with_fixed_batch_shapes_end_to_end(goemotions_slice_data, tmp_path):

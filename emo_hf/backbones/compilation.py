@@ -42,6 +42,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from .lean_lora import use_lean_lora_forward
+
 logger = logging.getLogger(__name__)
 
 
@@ -80,7 +82,7 @@ def stack_owner(backbone: nn.Module) -> nn.Module:
 
 
 def compile_layers(backbone: nn.Module, *, scope: str = "layers", dynamic: bool = True,
-                   backend: str | Callable = "inductor", mode: str | None = None) -> int:
+                   backend: str | Callable = "inductor", mode: str | None = None, lean_lora: bool = True) -> int:
     """Compile the backbone's layers in place (`nn.Module.compile`); returns how many layers the compiled code runs.
 
     `scope="layers"` compiles every block of `repeated_layers(backbone)`, sharing one compiled graph; `scope="stack"`
@@ -90,7 +92,8 @@ def compile_layers(backbone: nn.Module, *, scope: str = "layers", dynamic: bool 
     the training graph is compiled (with gradients off the loop runs eager: `_compile_stack_for_training`).
     `dynamic=True` lets batch and sequence sizes be symbolic, so the few bucket lengths and the varying rows per
     batch share one training graph (and, per layer, one evaluation graph). `backend` / `mode` go to `torch.compile` (the tests
-    use "aot_eager": Dynamo and AOTAutograd without code generation)."""
+    use "aot_eager": Dynamo and AOTAutograd without code generation). `lean_lora` first gives peft's LoRA projections
+    the lean forward of emo_hf.backbones.lean_lora (same results, a shorter trace)."""
     if scope not in ("layers", "stack"):
         raise ValueError(f"compile scope {scope!r} is not valid: use scope='layers' or scope='stack'.")
     if getattr(backbone, "is_gradient_checkpointing", False):
@@ -114,6 +117,7 @@ def compile_layers(backbone: nn.Module, *, scope: str = "layers", dynamic: bool 
     #   recompiled symbolically: one compilation more per graph.
     torch._dynamo.config.specialize_float = True
     fx_config.use_duck_shape = False
+    lean = use_lean_lora_forward(backbone) if lean_lora else 0  # same arithmetic, fewer steps for Dynamo to trace
     if scope == "stack":
         _compile_stack_for_training(stack_owner(backbone), dynamic=dynamic, backend=backend, mode=mode)
     else:
@@ -124,8 +128,8 @@ def compile_layers(backbone: nn.Module, *, scope: str = "layers", dynamic: bool 
         for layer in layers:
             layer.compile(dynamic=dynamic, backend=backend, mode=mode)
     logger.info("compiled %d %s layers, scope %s (backend %s, dynamic=%s; torch._dynamo.config.specialize_float="
-                "True, torch.fx.experimental._config.use_duck_shape=False)", len(layers), type(layers[0]).__name__,
-                scope, backend, dynamic)
+                "True, torch.fx.experimental._config.use_duck_shape=False; %d LoRA projections with the lean forward "
+                "of emo_hf.backbones.lean_lora)", len(layers), type(layers[0]).__name__, scope, backend, dynamic, lean)
     return len(layers)
 
 
