@@ -27,8 +27,8 @@ The estimate (GiB) is deliberately simple and errs high:
 A plan "fits" when the total is at most `headroom` (0.85) of the free memory.
 
 Evaluation batches (`eval_tokens_per_batch`): a forward without gradients keeps one layer's activations at a time, not
-every layer's, so it can take more tokens per batch in the memory the training step's activations took; an eager
-evaluation of a small decoder is bound by the host's per-batch work, so fewer, larger batches finish sooner.
+every layer's, so it can take more tokens per batch in the memory the training step's activations took (fewer
+batches; on the H200 not measurably faster for Qwen2.5-0.5B, see EVAL_BUDGET_CAP).
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ NF4_BYTES_PER_PARAM = 4.127 / 8  # 4-bit values + per-64 absmax double-quantised
 ADAM_BYTES_PER_TRAINABLE = 16
 HEADROOM = 0.85
 # Evaluation batches at most this many times the training budget: GoEmotions' validation split (~315k tokens with
-# the instruction prompt) then takes 5 batches of 65,536 tokens, where the host's per-batch work is already small
-# next to the rest of an epoch's end; the activation estimate is rough, so no more is asked of it.
+# the instruction prompt) then takes 5 batches of 65,536 tokens; the activation estimate is rough, so no more is asked
+# of it. On the H200 (2026-12-03, docs/benchmarks.md "The lean LoRA forward") 8x did not shorten the evaluations
+# against 2x (2.01 + 1.74 s against 1.96 + 1.94 s, two machines): not bound by per-batch host work there.
 EVAL_BUDGET_CAP = 8
 OPTIONS = (  # (load_in_4bit, gradient_checkpointing, offload_checkpointing), cheapest first
     (False, False, False), (False, True, False), (True, False, False), (True, True, False), (True, True, True))

@@ -94,7 +94,8 @@
 #   lean forward of emo_hf.backbones.lean_lora, evaluation batches of the memory plan's eval_tokens_per_batch, 8x the
 #   training budget here), cold (EVAL=0); then on its inductor cache: the same, evaluated; the same with peft's own
 #   LoRA forward (--no-lean-lora, EVAL=0: the trace it adds); with --fixed-batch-shapes (evaluated: the repeat the
-#   shapes lease asked for); the preset again (EVAL=0: run-to-run spread).
+#   shapes lease asked for); the preset again (EVAL=0: run-to-run spread). LEAN_SHORT=1 stops after the first warm
+#   run, WARM_EVAL=0 leaves it unevaluated (a lease with ~12 minutes left).
 # `collect` also returns the cold job's inductor cache ($OUT/inductor-cache.tgz, if under 60 MB; CACHE_JOB names another
 # job): carried into a later lease and unpacked (`tar xzf inductor-cache.tgz -C $HOME/cache`), `INDUCTOR_CACHE=$HOME/
 # cache/inductor-cache` before `start` makes every job of the 'shapes' schedule warm, sparing its ~8-minute cold job (a
@@ -448,7 +449,8 @@ lean_schedule() {  # STAGE DATA: the lean LoRA forward and larger evaluation bat
   wait_for_file "$q05" 900 || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
   [[ -z ${INDUCTOR_CACHE:-} ]] && EVAL=0 job q05-cold "$data" qwen2.5-0.5b "$q05"
   local cache=${INDUCTOR_CACHE:-$RES/q05-cold/inductor-cache}
-  INDUCTOR_CACHE=$cache job q05-warm "$data" qwen2.5-0.5b "$q05"
+  EVAL=${WARM_EVAL:-1} INDUCTOR_CACHE=$cache job q05-warm "$data" qwen2.5-0.5b "$q05"
+  [[ -n ${LEAN_SHORT:-} ]] && { echo "$(date -u +%T) schedule done (LEAN_SHORT)"; echo done > "$RES/ALL_DONE"; return; }
   EVAL=0 INDUCTOR_CACHE=$cache job q05-peft-warm "$data" qwen2.5-0.5b "$q05" --no-lean-lora
   INDUCTOR_CACHE=$cache job q05-fixed-warm "$data" qwen2.5-0.5b "$q05" --fixed-batch-shapes
   EVAL=0 INDUCTOR_CACHE=$cache job q05-warm2 "$data" qwen2.5-0.5b "$q05"

@@ -11,7 +11,9 @@ through `nn.Module.__call__`, plus argument checks and a loop over the active ad
 lean forward reads the same weights and does the same operations in the same order with `F.linear`, so it gives the
 same results, and Dynamo traces the layer loop in less time: 27.8 and 28.6 s against 33.2 and 31.0 s with peft's
 forward, the bare layers without LoRA 15.9 s (`python bench/dynamo_trace_time.py --dtype float32 [--peft-lora]
-[--no-lora]`, alternated, 2026-12-03, the 2-core VM, torch 2.13.0+cpu; docs/benchmarks.md).
+[--no-lora]`, alternated, 2026-12-03, the 2-core VM, torch 2.13.0+cpu; docs/benchmarks.md). On the H200 it trained
+the same model as peft's forward to the last digit of the validation score; a faster run there is not shown yet (no
+same-machine comparison: docs/benchmarks.md, "The lean LoRA forward").
 
 It only takes over the plain case, which is what emo_hf trains: one active adapter, not merged, adapters enabled, no
 variant (DoRA and the like), no extra forward arguments, a plain `nn.Linear` base without hooks. Anything else (peft's
