@@ -127,7 +127,7 @@ def _make_trainer_class():
         eval_token_budget: int | None = None  # tokens per evaluation batch (train() sets the memory plan's)
 
         @property
-        def _sorted_loaders(self) -> dict:  # id(dataset) -> (dataset, loader); the dataset kept so its id stays its
+        def _sorted_loaders(self) -> dict:  # id(dataset) -> (dataset, loader): the dataset held so its id is not reused
             if "_emo_sorted_loaders" not in vars(self):
                 self._emo_sorted_loaders = {}
             return self._emo_sorted_loaders
