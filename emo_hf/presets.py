@@ -100,7 +100,8 @@ class TrainSettings:
     lean_lora: bool = field(default=True, metadata={"help": "--compile: give peft's LoRA projections the lean "
                             "forward of emo_hf.backbones.lean_lora before compiling (the same arithmetic, bit for bit, "
                             "in fewer steps for Dynamo to trace: the trace is the part of every run's start that no "
-                            "cache spares; 8-16% less on a 2-core CPU, not yet shown on a GPU); --no-lean-lora keeps peft's own forward."})
+                            "cache spares; 8-16% less on a 2-core CPU, not yet shown on a GPU); --no-lean-lora keeps "
+                            "peft's own forward."})
     prompt: str = field(default="plain", metadata={"help": "Decoder input: 'plain' (the text) or 'instruction' (chat template + 'Which emotions does this text express?'); recorded in the model's config, so predict applies it too."})
     shared_prefix: bool = field(default=False, metadata={"help": "With prompt 'instruction' on a decoder: run the "
                                 "template tokens every row begins with once per batch, not once per row (exact: "

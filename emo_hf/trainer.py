@@ -84,6 +84,7 @@ def _make_trainer_class():
             # **kwargs, which makes Trainer assume otherwise): so Trainer must divide by the accumulation steps and
             # must not multiply by the number of DDP processes (it would double a 2-process loss and gradients).
             self.model_accepts_loss_kwargs = False
+            self._sorted_loaders: dict = {}  # id(dataset) -> (dataset, loader): the dataset held so its id stays unique
 
         def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
             output_dir = output_dir or self.args.output_dir
@@ -124,13 +125,7 @@ def _make_trainer_class():
         # Token-budget batches (emo_hf.batching): train() sets `token_budget` = (max_tokens, buckets, seed).
         token_budget: tuple | None = None
         fixed_batch_shapes = False  # training batches padded to one shape per bucket (--fixed-batch-shapes)
-        eval_token_budget: int | None = None  # tokens per evaluation batch (train() sets the memory plan's)
-
-        @property
-        def _sorted_loaders(self) -> dict:  # id(dataset) -> (dataset, loader): the dataset held so its id is not reused
-            if "_emo_sorted_loaders" not in vars(self):
-                self._emo_sorted_loaders = {}
-            return self._emo_sorted_loaders
+        eval_token_budget: int | None = None  # tokens per evaluation batch, set by train() with token_budget
         _parameter_count: int | None = None
 
         def get_train_dataloader(self):
@@ -153,17 +148,17 @@ def _make_trainer_class():
             return self._sorted_loader(test_dataset)
 
         def _sorted_loader(self, dataset):
-            # Evaluation: no gradients or saved activations, so more tokens per batch (the memory plan's
-            # eval_tokens_per_batch; twice the training budget where the plan gave none); rows sorted by length.
+            # Evaluation: no gradients or saved activations, so more tokens per batch (eval_token_budget: the memory
+            # plan's eval_tokens_per_batch); rows sorted by length.
             # One loader per dataset: with persistent workers, a new loader would start new worker processes at
             # every evaluation and leave the old ones running.
             from .batching import token_budget_dataloader
 
-            max_tokens, buckets, _ = self.token_budget
+            _, buckets, _ = self.token_budget
             key = id(dataset)
             if key not in self._sorted_loaders:
                 self._sorted_loaders[key] = (dataset, token_budget_dataloader(
-                    self, dataset, self.eval_token_budget or 2 * max_tokens, buckets, shuffle=False))
+                    self, dataset, self.eval_token_budget, buckets, shuffle=False))
             return self._sorted_loaders[key][1]
 
         def floating_point_ops(self, inputs) -> int:
@@ -421,7 +416,7 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
     if budget:
         trainer.token_budget = (budget, buckets, settings.seed)
         trainer.fixed_batch_shapes = settings.fixed_batch_shapes
-        trainer.eval_token_budget = plan.eval_tokens_per_batch
+        trainer.eval_token_budget = plan.eval_tokens_per_batch or 2 * budget  # 2x where the config was unreadable
         from .batching import TokenBudgetBatchSampler
 
         batching = TokenBudgetBatchSampler([len(ids) for ids in encoded["train"]["input_ids"]], budget, buckets,
@@ -429,7 +424,7 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
                                            merge_sparse_buckets=settings.fixed_batch_shapes).summary()
         batching["mean_rows_per_optimizer_step"] = round(
             batching["mean_rows_per_batch"] * settings.gradient_accumulation_steps * batching["num_replicas"], 2)
-        batching["eval_tokens_per_batch"] = trainer.eval_token_budget or 2 * budget
+        batching["eval_tokens_per_batch"] = trainer.eval_token_budget
         print(f"emo_hf: token-budget batches: {batching['batches_per_epoch']} per epoch, "
               f"{batching['mean_rows_per_optimizer_step']} rows per optimiser step on average "
               f"(budget {budget} padded tokens, buckets {buckets}, {100 * batching['pad_fraction']:.1f}% padding, "
