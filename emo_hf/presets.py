@@ -102,6 +102,14 @@ class TrainSettings:
                             "in fewer steps for Dynamo to trace: the trace is the part of every run's start that no "
                             "cache spares; 8-16% less on a 2-core CPU, not yet shown on a GPU); --no-lean-lora keeps "
                             "peft's own forward."})
+    precompile: bool = field(default=True, metadata={"help": "--compile-scope stack: save the compiled training "
+                             "graph on a run's first step and load it in later runs with the same backbone, LoRA, "
+                             "settings and versions, sparing Dynamo's trace of the layer loop (emo_hf.backbones."
+                             "precompile; 16-23 s of a warm run on the H200); --no-precompile traces every run."})
+    compile_cache: str | None = field(default=None, metadata={"help": "Folder of the saved compiled graphs "
+                                      "(--precompile); unset = emo_hf_precompiled/ in inductor's cache folder "
+                                      "($TORCHINDUCTOR_CACHE_DIR, else /tmp/torchinductor_<user>). Loading one runs "
+                                      "code: point it only at a folder you trust."})
     prompt: str = field(default="plain", metadata={"help": "Decoder input: 'plain' (the text) or 'instruction' (chat template + 'Which emotions does this text express?'); recorded in the model's config, so predict applies it too."})
     shared_prefix: bool = field(default=False, metadata={"help": "With prompt 'instruction' on a decoder: run the "
                                 "template tokens every row begins with once per batch, not once per row (exact: "

@@ -229,10 +229,20 @@ def build_model(settings: TrainSettings, label_names: list[str], encoder: dict |
             print(f"emo_hf: --compile not applied: {skip}")
             model.compile_info = {"skipped": skip}
         else:
+            precompile_dir = None
+            if settings.precompile and settings.compile_scope == "stack":
+                from .backbones.precompile import default_cache_dir
+
+                precompile_dir = settings.compile_cache or default_cache_dir()
             model.compile_info = {"layers": compile_layers(model.backbone, scope=settings.compile_scope,
-                                                           mode=settings.compile_mode, lean_lora=settings.lean_lora),
+                                                           mode=settings.compile_mode, lean_lora=settings.lean_lora,
+                                                           precompile_dir=precompile_dir),
                                   "mode": settings.compile_mode or "default", "scope": settings.compile_scope,
                                   "lean_lora_projections": lean_lora_count(model.backbone)}
+            if precompile_dir is not None:  # the same dict the forward updates: what it did, at the run's end
+                from .backbones.compilation import stack_owner
+
+                model.compile_info["precompile"] = stack_owner(model.backbone).forward.precompiled.info
     return model
 
 

@@ -96,6 +96,12 @@
 #   LoRA forward (--no-lean-lora, EVAL=0: the trace it adds); with --fixed-batch-shapes (evaluated: the repeat the
 #   shapes lease asked for); the preset again (EVAL=0: run-to-run spread). LEAN_SHORT=1 stops after the first warm
 #   run, WARM_EVAL=0 leaves it unevaluated (a lease with ~12 minutes left).
+# SCHEDULE=precompile (DATA28 unused), alone, each only before $DEADLINE: the preset as it now is, whose first run saves
+#   the compiled training graph (emo_hf.backbones.precompile, on by default with --compile-scope stack) into the
+#   inductor cache folder: cold (EVAL=0; skipped if INDUCTOR_CACHE is set); then on its cache: the preset, which loads
+#   that graph (evaluated); the same lease's before, tracing as until now (--no-precompile, EVAL=0); the preset again
+#   (EVAL=0: the spread); peft's own LoRA forward, traced (--no-lean-lora --no-precompile, EVAL=0: what the lean forward
+#   saves in this lease); --no-precompile again (EVAL=0).
 # `collect` also returns the cold job's inductor cache ($OUT/inductor-cache.tgz, if under 60 MB; CACHE_JOB names another
 # job): carried into a later lease and unpacked (`tar xzf inductor-cache.tgz -C $HOME/cache`), `INDUCTOR_CACHE=$HOME/
 # cache/inductor-cache` before `start` makes every job of the 'shapes' schedule warm, sparing its ~8-minute cold job (a
@@ -458,6 +464,21 @@ lean_schedule() {  # STAGE DATA: the lean LoRA forward and larger evaluation bat
   echo done > "$RES/ALL_DONE"
 }
 
+precompile_schedule() {  # STAGE DATA: the saved compiled graph against Dynamo's trace, warm, on one cold run's cache
+  local data=$2 q05=$1/q05.gguf
+  schedule_started precompile
+  wait_for_file "$q05" 900 || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
+  [[ -z ${INDUCTOR_CACHE:-} ]] && EVAL=0 job q05-cold "$data" qwen2.5-0.5b "$q05"
+  local cache=${INDUCTOR_CACHE:-$RES/q05-cold/inductor-cache}
+  INDUCTOR_CACHE=$cache job q05-pre-warm "$data" qwen2.5-0.5b "$q05"
+  EVAL=0 INDUCTOR_CACHE=$cache job q05-trace-warm "$data" qwen2.5-0.5b "$q05" --no-precompile
+  EVAL=0 INDUCTOR_CACHE=$cache job q05-pre-warm2 "$data" qwen2.5-0.5b "$q05"
+  EVAL=0 INDUCTOR_CACHE=$cache job q05-peft-warm "$data" qwen2.5-0.5b "$q05" --no-lean-lora --no-precompile
+  EVAL=0 INDUCTOR_CACHE=$cache job q05-trace-warm2 "$data" qwen2.5-0.5b "$q05" --no-precompile
+  echo "$(date -u +%T) schedule done"
+  echo done > "$RES/ALL_DONE"
+}
+
 finish_schedule() {  # STAGE DATA: what the stack schedule left, when its cold stack compile took the lease's time
   local stage=$1 data=$2
   local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
@@ -509,7 +530,7 @@ case ${1:-} in
   start) shift; mkdir -p "$RES"; setsid nohup bash "$0" schedule "$@" > "$RES/master.log" 2>&1 < /dev/null &
          echo "started: log $RES/master.log" ;;
   schedule) shift
-            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; warm) warm_schedule "$@" ;; budget) budget_schedule "$@" ;; prefix) prefix_schedule "$@" ;; tokens) tokens_schedule "$@" ;; startup) startup_schedule "$@" ;; packed) packed_schedule "$@" ;; shapes) shapes_schedule "$@" ;; lean) lean_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
+            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; warm) warm_schedule "$@" ;; budget) budget_schedule "$@" ;; prefix) prefix_schedule "$@" ;; tokens) tokens_schedule "$@" ;; startup) startup_schedule "$@" ;; packed) packed_schedule "$@" ;; shapes) shapes_schedule "$@" ;; lean) lean_schedule "$@" ;; precompile) precompile_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
   status) status ;;
   wait) wait_for_file "$RES/${3:-ALL_DONE}" "${2:?seconds}"; status; tail -5 "$RES/master.log" ;;
   collect) collect ;;

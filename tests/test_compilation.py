@@ -143,7 +143,7 @@ def test_train_with_compile_records_it_and_the_saved_model_reloads(goemotions_sl
     monkeypatch.setattr(compilation, "compile_layers", compile_for_test)
     settings = get_preset("tiny-random").replace(epochs=1, compile=True, max_tokens_per_batch=256)
     result = train(goemotions_slice_data, tmp_path / "run", settings, show_progress=False)
-    assert calls == [{"scope": "layers", "mode": None, "lean_lora": True}]
+    assert calls == [{"scope": "layers", "mode": None, "lean_lora": True, "precompile_dir": None}]
     info = json.loads((result.model_dir / "training_info.json").read_text())
     assert info["settings"]["compile"] is True and info["settings"]["lean_lora"] is True
     # 2 layers x the 7 projections, each with the lean LoRA forward (emo_hf.backbones.lean_lora)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -82,7 +83,8 @@ def stack_owner(backbone: nn.Module) -> nn.Module:
 
 
 def compile_layers(backbone: nn.Module, *, scope: str = "layers", dynamic: bool = True,
-                   backend: str | Callable = "inductor", mode: str | None = None, lean_lora: bool = True) -> int:
+                   backend: str | Callable = "inductor", mode: str | None = None, lean_lora: bool = True,
+                   precompile_dir: str | Path | None = None) -> int:
     """Compile the backbone's layers in place (`nn.Module.compile`); returns how many layers the compiled code runs.
 
     `scope="layers"` compiles every block of `repeated_layers(backbone)`, sharing one compiled graph; `scope="stack"`
@@ -93,9 +95,14 @@ def compile_layers(backbone: nn.Module, *, scope: str = "layers", dynamic: bool 
     `dynamic=True` lets batch and sequence sizes be symbolic, so the few bucket lengths and the varying rows per
     batch share one training graph (and, per layer, one evaluation graph). `backend` / `mode` go to `torch.compile` (the tests
     use "aot_eager": Dynamo and AOTAutograd without code generation). `lean_lora` first gives peft's LoRA projections
-    the lean forward of emo_hf.backbones.lean_lora (same results, a shorter trace)."""
+    the lean forward of emo_hf.backbones.lean_lora (same results, a shorter trace). `precompile_dir` (scope "stack"
+    only) saves the compiled training graph there on the first run and loads it in the next ones, sparing Dynamo's
+    trace (emo_hf.backbones.precompile; `stack_owner(backbone).forward.precompiled.info` says what happened)."""
     if scope not in ("layers", "stack"):
         raise ValueError(f"compile scope {scope!r} is not valid: use scope='layers' or scope='stack'.")
+    if precompile_dir is not None and scope != "stack":
+        raise ValueError(f"precompile_dir={str(precompile_dir)!r} needs scope='stack' (one compiled region to save); "
+                         "pass scope='stack' or drop precompile_dir.")
     if getattr(backbone, "is_gradient_checkpointing", False):
         raise ValueError("compile=True with gradient checkpointing is not supported: the memory plan chose "
                          "checkpointing for this backbone and batch (it does so only when memory needs it); train "
@@ -119,7 +126,7 @@ def compile_layers(backbone: nn.Module, *, scope: str = "layers", dynamic: bool 
     fx_config.use_duck_shape = False
     lean = use_lean_lora_forward(backbone) if lean_lora else 0  # same arithmetic, fewer steps for Dynamo to trace
     if scope == "stack":
-        _compile_stack_for_training(stack_owner(backbone), dynamic=dynamic, backend=backend, mode=mode)
+        _compile_stack_for_training(stack_owner(backbone), precompile_dir, dynamic=dynamic, backend=backend, mode=mode)
     else:
         embeddings = backbone.get_input_embeddings() if hasattr(backbone, "get_input_embeddings") else None
         if embeddings is not None and not any(getattr(h, "__name__", "") == _embeddings_require_grad.__name__
@@ -133,7 +140,7 @@ def compile_layers(backbone: nn.Module, *, scope: str = "layers", dynamic: bool 
     return len(layers)
 
 
-def _compile_stack_for_training(owner: nn.Module, **compile_kwargs) -> None:
+def _compile_stack_for_training(owner: nn.Module, precompile_dir: str | Path | None, **compile_kwargs) -> None:
     """Compile `owner.forward` (the whole layer loop) for training only: with gradients off (evaluation, prediction,
     the reload check) it runs eager. Why: evaluation is a graph of its own (no backward, no saved activations), and
     compiling the unrolled 24-layer loop a second time took 108.7 s from a cold cache on the H200 for two evaluations
@@ -142,16 +149,23 @@ def _compile_stack_for_training(owner: nn.Module, **compile_kwargs) -> None:
     and compiles in seconds, so that scope compiles evaluation too.
 
     The dispatcher is an instance attribute `forward`, not a submodule or parameter: state_dict() and saving are
-    unchanged, and the instance keeps its class."""
+    unchanged, and the instance keeps its class. With `precompile_dir`, training calls go through
+    emo_hf.backbones.precompile.PrecompiledForward, which falls back to `compiled_forward` for calls it does not cover."""
     eager_forward = owner.forward
     compiled_forward = torch.compile(eager_forward, **compile_kwargs)
+    training_forward = compiled_forward
+    if precompile_dir is not None:
+        from .precompile import PrecompiledForward
+
+        training_forward = PrecompiledForward(owner, compiled_forward, precompile_dir, **compile_kwargs)
 
     def forward(*args, **kwargs):
         if torch.is_grad_enabled():
-            return compiled_forward(*args, **kwargs)
+            return training_forward(*args, **kwargs)
         return eager_forward(*args, **kwargs)
 
     forward.compiled_forward = compiled_forward  # for tests and debugging
+    forward.precompiled = training_forward if precompile_dir is not None else None
     owner.forward = forward
 
 

@@ -1,0 +1,269 @@
+"""The stack scope's compiled training graph saved to disk and loaded by the next run (torch.compile's ahead-of-time
+`aot_compile`, torch >= 2.10), so a run with the same backbone, LoRA, settings and library versions skips Dynamo's
+trace of the whole layer loop: on the H200 16-23 s of every warm run's first step, the largest piece of start-up no
+inductor cache spares (docs/benchmarks.md, "Fixed batch shapes"); on the 2-core CPU, 24 LoRA layers of the
+Qwen2.5-0.5B shape load in 2.2 s where Dynamo traces them in ~28 s (`python bench/precompiled_stack.py`).
+
+    >>> compile_layers(backbone, scope="stack", mode="reduce-overhead", precompile_dir="~/.cache/x")  # the library's way in
+    >>> forward = PrecompiledForward(owner, fallback=torch.compile(owner.forward), cache_dir=..., mode=None)
+
+The first training call of a process looks for `<cache_dir>/<key>/`; if it is there, the compiled function is loaded
+from it; if not, it is compiled ahead of time on that call's inputs (Dynamo's trace + inductor, what `torch.compile`
+does on a first call) and saved there (written in a temporary folder, then renamed into place), for the next run.
+
+Why a key of our own: `aot_compile` can serialise only some of Dynamo's guards. The ones kept are the non-parameter
+tensors' guards (dtype, device, rank, requires_grad), the symbolic shape guards (a one-row batch, specialised by
+Dynamo, is refused) and torch's global state guard (grad mode, autocast, deterministic algorithms). What the
+dropped ones checked (the modules' code and attributes, the config values the trace read, which arguments were None)
+goes into the folder's key instead: library versions, the device, the module tree, the backbone's config, every
+parameter's name/shape/dtype, the source of every module class in the stack and of the functions wrapping its
+forward, the compile settings, the Dynamo settings, and the call's signature. A call that does not match the
+loaded function (another set of arguments, train/eval mode changed, a guard fails) runs through `fallback`, the usual
+`torch.compile` path, and is counted in `info["fallback_calls"]`.
+
+Where it does not work (a graph break: `aot_compile` needs one full graph; a backend whose output cannot be
+serialised; a pickling error), it says why once in the log and in `info`, and every call runs through `fallback`.
+The saved function is a pickle written by torch: loading it runs code, so point `cache_dir` only at a folder you trust
+(the default is inductor's own cache folder, whose files are loaded the same way).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import io
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1
+# Guards aot_compile can serialise and that we keep; the rest is covered by the folder's key (module docstring).
+# Only torch's "portable" kinds (torch.compiler.keep_portable_guards_unsafe), less the parameters' guards: with any other
+# kind kept, torch also saves key-order guards on the modules' dicts, which it cannot evaluate when it loads the file.
+_KEPT_GUARDS = ("SHAPE_ENV", "GLOBAL_STATE")
+
+
+def default_cache_dir() -> Path:
+    """`emo_hf_precompiled/` inside inductor's cache folder ($TORCHINDUCTOR_CACHE_DIR, else /tmp/torchinductor_<user>),
+    so carrying or clearing inductor's cache carries or clears these files with it."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    return Path(cache_dir()) / "emo_hf_precompiled"
+
+
+def precompile_available() -> str | None:
+    """None if this torch can compile ahead of time and load the result, else why not."""
+    if not hasattr(torch.compiler, "load_compiled_function"):
+        return f"torch {torch.__version__} has no torch.compiler.load_compiled_function (aot_compile needs torch >= 2.10)"
+    return None
+
+
+def _kept_guards(entries) -> list[bool]:
+    """guard_filter_fn for aot_compile: the guards listed in the module docstring."""
+    return [(entry.guard_type == "TENSOR_MATCH" and not entry.is_global and not isinstance(entry.value, nn.Parameter))
+            or entry.guard_type in _KEPT_GUARDS for entry in entries]
+
+
+def _describe(value: Any) -> Any:
+    """What a guard would have checked about one argument, or raise TypeError where we cannot tell."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return [type(value).__name__, value]
+    if isinstance(value, torch.Tensor):
+        return ["Tensor", str(value.dtype), value.dim(), value.device.type, value.requires_grad]
+    raise TypeError(f"argument of type {type(value).__name__}")
+
+
+def call_signature(owner: nn.Module, args: tuple, kwargs: dict) -> str | None:
+    """The call's arguments as far as the compiled graph depends on them (None: an argument we cannot describe), and
+    the train/eval mode of every module in the stack (dropout), as one string."""
+    try:
+        described = {"args": [_describe(a) for a in args],
+                     "kwargs": {name: _describe(value) for name, value in sorted(kwargs.items())}}
+    except TypeError:
+        return None
+    described["training"] = "".join("1" if m.training else "0" for m in owner.modules())
+    described["autocast"] = [torch.is_autocast_enabled(device) for device in ("cpu", "cuda")]
+    return json.dumps(described, sort_keys=True)
+
+
+def _forward_chain(owner: nn.Module) -> list[Callable]:
+    """The class's forward and the functions it wraps (transformers' decorators): pickled by reference, not value."""
+    chain, function = [], type(owner).forward
+    while function is not None and len(chain) < 16:
+        chain.append(function)
+        function = getattr(function, "__wrapped__", None)
+    return chain
+
+
+def _source(obj: Any) -> str:
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return f"<no source: {getattr(obj, '__qualname__', obj)!r}>"
+
+
+def cache_key(owner: nn.Module, signature: str, settings: dict) -> str:
+    """sha256 of everything the dropped guards would have checked (module docstring), 24 hex digits."""
+    import peft
+    import transformers
+
+    from .. import __version__ as emo_hf_version
+    from . import lean_lora
+
+    config = getattr(owner, "config", None)
+    classes = sorted({type(m) for m in owner.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}")
+    device = next(owner.parameters()).device
+    parts = {
+        "format": FORMAT, "python": sys.version, "torch": torch.__version__, "transformers": transformers.__version__,
+        "peft": peft.__version__, "emo_hf": emo_hf_version,
+        "device": torch.cuda.get_device_name(device) + str(torch.cuda.get_device_capability(device))
+        if device.type == "cuda" else device.type,
+        "modules": repr(owner),
+        "config": config.to_json_string(use_diff=False) if hasattr(config, "to_json_string") else repr(config),
+        "attention": getattr(config, "_attn_implementation", None),
+        "parameters": [(n, list(p.shape), str(p.dtype), p.requires_grad) for n, p in owner.named_parameters()],
+        "buffers": [(n, list(b.shape), str(b.dtype)) for n, b in owner.named_buffers()],
+        "sources": [_source(c) for c in classes] + [_source(f) for f in _forward_chain(owner)] + [_source(lean_lora)],
+        "instance_forwards": sorted(f"{name}:{type(m).__name__}" for name, m in owner.named_modules()
+                                    if "forward" in vars(m)),
+        "dynamo": {key: getattr(torch._dynamo.config, key) for key in ("specialize_float", "assume_static_by_default")},
+        "matmul_precision": torch.get_float32_matmul_precision(),
+        "settings": settings, "call": signature,
+    }
+    blob = json.dumps(parts, sort_keys=True, default=repr).encode()
+    return hashlib.sha256(blob).hexdigest()[:24]
+
+
+class PrecompiledForward:
+    """Runs `type(owner).forward` through a compiled function saved in `cache_dir` (module docstring); `fallback`
+    (the usual torch.compile'd forward) for calls it does not cover. `info` is recorded in training_info.json."""
+
+    def __init__(self, owner: nn.Module, fallback: Callable, cache_dir: str | Path, *, mode: str | None,
+                 dynamic: bool = True, backend: str | Callable = "inductor"):
+        self.owner, self.fallback, self.cache_dir = owner, fallback, Path(cache_dir).expanduser()
+        self.mode, self.dynamic, self.backend = mode, dynamic, backend
+        self.function = None
+        self.signature: str | None = None
+        self.info: dict[str, Any] = {"state": "pending", "dir": None, "seconds": None, "fallback_calls": 0}
+
+    def __call__(self, *args, **kwargs):
+        if self.info["state"] == "off":
+            return self.fallback(*args, **kwargs)
+        signature = call_signature(self.owner, args, kwargs)
+        if self.function is None:
+            if signature is None:
+                self._off("the first call has an argument whose value a saved graph cannot be checked against")
+                return self.fallback(*args, **kwargs)
+            self.function = self._load_or_compile(signature, args, kwargs)
+            if self.function is None:
+                return self.fallback(*args, **kwargs)
+            self.function.disable_guard_check()  # checked below, once, before each call
+        if signature != self.signature or not self.function.guard_check(self.owner, *args, **kwargs):
+            self.info["fallback_calls"] += 1
+            return self.fallback(*args, **kwargs)
+        return self.function(self.owner, *args, **kwargs)
+
+    def _off(self, reason: str) -> None:
+        self.info.update(state="off", reason=reason)
+        logger.warning("precompiled stack not used (%s); compiling as usual (torch.compile on the first call)",
+                       reason)
+
+    def _settings(self) -> dict:
+        backend = self.backend if isinstance(self.backend, str) else getattr(self.backend, "__name__", repr(self.backend))
+        return {"mode": self.mode, "dynamic": self.dynamic, "backend": backend}
+
+    def _compile_options(self) -> dict:
+        import torch._inductor
+
+        options = dict(torch._inductor.list_mode_options(self.mode, self.dynamic)) if self.mode else {}
+        return {**options, "guard_filter_fn": _kept_guards}
+
+    def _load_or_compile(self, signature: str, args: tuple, kwargs: dict):
+        reason = precompile_available()
+        if reason:
+            self._off(reason)
+            return None
+        self.signature = signature
+        folder = self.cache_dir / cache_key(self.owner, signature, self._settings())
+        self.info["dir"] = str(folder)
+        external = {f"forward_{i}": f for i, f in enumerate(_forward_chain(self.owner))}
+        start = time.perf_counter()
+        if (folder / "meta.json").is_file():
+            try:
+                function = self._load(folder, external)
+                self.info.update(state="loaded", seconds=round(time.perf_counter() - start, 2))
+                logger.info("loaded the precompiled stack from %s in %.1f s", folder, self.info["seconds"])
+                return function
+            except Exception as error:  # a file of another torch build, a truncated copy: compile anew, say so
+                logger.debug("load failed", exc_info=True)
+                logger.warning("could not load the precompiled stack from %s (%s: %s); compiling it anew", folder,
+                               type(error).__name__, str(error)[:300])
+                self.info["load_error"] = f"{type(error).__name__}: {str(error)[:300]}"
+        try:
+            function = torch.compile(type(self.owner).forward, fullgraph=True, dynamic=self.dynamic,
+                                     backend=self.backend, options=self._compile_options()
+                                     ).aot_compile(((self.owner, *args), kwargs))
+        except Exception as error:  # a graph break, a backend that cannot serialise
+            self._off(f"aot_compile failed: {type(error).__name__}: {str(error)[:300]}")
+            return None
+        self.info.update(state="compiled", seconds=round(time.perf_counter() - start, 2))
+        try:
+            self._save(function, folder, external)
+            self.info["saved"] = True
+        except Exception as error:  # this run still uses it; the next one compiles again
+            self.info["saved"] = False
+            self.info["save_error"] = f"{type(error).__name__}: {str(error)[:300]}"
+            logger.warning("the precompiled stack is used but could not be saved (%s)", self.info["save_error"])
+        return function
+
+    def _save(self, function, folder: Path, external: dict) -> None:
+        env = function._artifacts.runtime_env
+        # Modules the generated bytecode names under a process-specific alias (e.g. collections): by name.
+        modules = {ref: function.fn.__globals__[ref].__name__ for ref in env.external_refs
+                   if ref not in env.import_sources and isinstance(function.fn.__globals__.get(ref), types.ModuleType)}
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            function.save_compiled_function(str(staging / "function.bin"), external_data=external)
+            (staging / "meta.json").write_text(json.dumps({"format": FORMAT, "modules": modules,
+                                                           "torch": torch.__version__, "signature": self.signature,
+                                                           "settings": self._settings()}, indent=1))
+            if folder.exists():  # one of our own folders (named by its key) that failed to load: replace it
+                shutil.rmtree(folder)
+            os.replace(staging, folder)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+
+    def _load(self, folder: Path, external: dict):
+        import importlib
+
+        import torch._inductor.config
+
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT}")
+        modules = {ref: importlib.import_module(name) for ref, name in meta["modules"].items()}
+        cudagraphs = bool(self._compile_options().get("triton.cudagraphs", False))
+        # Inductor reads its CUDA-graph switch when the loaded graph is set up, not from the file.
+        with torch._inductor.config.patch({"triton.cudagraphs": cudagraphs}):
+            data = (folder / "function.bin").read_bytes()
+            function = torch.compiler.load_compiled_function(io.BytesIO(data), f_globals=modules,
+                                                             external_data=external)
+        return function
+
+
+__all__ = ["PrecompiledForward", "cache_key", "call_signature", "default_cache_dir", "precompile_available"]

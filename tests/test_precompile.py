@@ -1,0 +1,115 @@
+"""`--precompile` (emo_hf.backbones.precompile): the stack scope's compiled training graph is saved on the first run,
+loaded by the next one without tracing, gives eager's logits and LoRA gradients, and hands the calls it does not cover
+(a one-row batch, which Dynamo specialises) to the usual torch.compile path. backend="aot_eager" as in
+tests/test_compilation.py (inductor's code generation takes ~1 min per graph on the 2-core machine)."""
+
+import json
+
+import pytest
+import torch
+
+from test_compilation import TEXTS, _logits_and_grads, _pair
+
+pytestmark = pytest.mark.skipif(not hasattr(torch.compiler, "load_compiled_function"), reason="needs torch >= 2.10")
+
+
+def _compiled(model, folder):
+    from emo_hf.backbones.compilation import compile_layers, stack_owner
+
+    compile_layers(model.backbone, scope="stack", backend="aot_eager", precompile_dir=folder)
+    return stack_owner(model.backbone).forward.precompiled
+
+
+def _assert_matches(eager, compiled, rows, pad_to):
+    batch = eager.tokenizer(TEXTS[:rows], padding="max_length", max_length=pad_to, return_tensors="pt")
+    labels = torch.tensor([[1.0, 0.0, 1.0]] * rows)
+    want_logits, want_grads = _logits_and_grads(eager, batch, labels)
+    got_logits, got_grads = _logits_and_grads(compiled, batch, labels)
+    torch.testing.assert_close(got_logits, want_logits, rtol=1e-5, atol=1e-6)
+    assert set(got_grads) == set(want_grads) and any("lora_B" in n for n in got_grads)
+    for name, grad in want_grads.items():
+        torch.testing.assert_close(got_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_saved_then_loaded_without_tracing_and_the_same_results(tiny_family_dirs, tmp_path):
+    eager, first = _pair(tiny_family_dirs["qwen2"])
+    saved = _compiled(first, tmp_path / "cache")
+    _assert_matches(eager, first, 4, 8)
+    assert saved.info["state"] == "compiled" and saved.info["saved"] is True
+    folder = tmp_path / "cache" / saved.info["dir"].rsplit("/", 1)[-1]
+    assert sorted(p.name for p in folder.iterdir()) == ["function.bin", "meta.json"]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [folder.name]  # no staging folder left behind
+
+    second = _pair(tiny_family_dirs["qwen2"])[1]
+    second.load_state_dict(eager.state_dict())
+    loaded = _compiled(second, tmp_path / "cache")
+
+    def no_tracing(*args, **kwargs):
+        raise AssertionError("a call went to torch.compile's path, which traces")
+
+    loaded.fallback, fallback = no_tracing, loaded.fallback
+    for rows, pad_to in [(4, 8), (3, 16), (2, 24)]:  # new shapes: the loaded graph's sizes are symbolic
+        _assert_matches(eager, second, rows, pad_to)
+    assert loaded.info["state"] == "loaded" and loaded.info["dir"] == saved.info["dir"]
+    assert loaded.info["fallback_calls"] == 0
+
+    loaded.fallback = fallback  # one row: Dynamo specialised sizes 0 and 1, the saved shape guard refuses it
+    _assert_matches(eager, second, 1, 8)
+    assert loaded.info["fallback_calls"] == 1
+    second.eval()  # train/eval mode is part of the call's signature: eval with gradients on goes to the fallback
+    _assert_matches(eager.eval(), second, 2, 8)
+    assert loaded.info["fallback_calls"] == 2
+
+
+def test_another_lora_gets_its_own_file_and_a_broken_file_is_compiled_anew(tiny_family_dirs, tmp_path):
+    from emo_hf.backbones import load_for_training
+
+    eager, first = _pair(tiny_family_dirs["qwen2"])
+    saved = _compiled(first, tmp_path)
+    _assert_matches(eager, first, 2, 8)
+    (tmp_path / saved.info["dir"].rsplit("/", 1)[-1] / "function.bin").write_bytes(b"truncated")
+
+    other = load_for_training(tiny_family_dirs["qwen2"], labels=["joy", "anger", "fear"], lora={"r": 4}, max_length=32)
+    other_info = _compiled(other, tmp_path)
+    batch = other.tokenizer(TEXTS[:2], return_tensors="pt", padding=True)
+    other(**batch, labels=torch.ones(2, 3)).loss.backward()
+    assert other_info.info["state"] == "compiled" and other_info.info["dir"] != saved.info["dir"]
+
+    again = _pair(tiny_family_dirs["qwen2"])[1]
+    again.load_state_dict(eager.state_dict())
+    rebuilt = _compiled(again, tmp_path)
+    _assert_matches(eager, again, 2, 8)
+    assert rebuilt.info["state"] == "compiled" and "load_error" in rebuilt.info  # said, then replaced
+    assert json.loads((tmp_path / rebuilt.info["dir"].rsplit("/", 1)[-1] / "meta.json").read_text())["format"] == 1
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_precompile_needs_the_stack_scope(tiny_family_dirs, tmp_path):
+    from emo_hf.backbones.compilation import compile_layers
+
+    model = _pair(tiny_family_dirs["qwen2"])[1]
+    with pytest.raises(ValueError, match="needs scope='stack'"):
+        compile_layers(model.backbone, scope="layers", backend="aot_eager", precompile_dir=tmp_path)
+
+
+def test_a_second_training_run_loads_the_first_runs_graph(goemotions_slice_data, tmp_path, monkeypatch):
+    """The trainer's wiring (`compile_scope="stack"`, `precompile` on by default, `compile_cache`): the first run
+    compiles and saves, the second loads, and training_info.json says so."""
+    from emo_hf.backbones import compilation
+    from emo_hf.presets import get_preset
+    from emo_hf.trainer import train
+
+    real = compilation.compile_layers
+    monkeypatch.setattr(compilation, "compile_layers",
+                        lambda backbone, **kwargs: real(backbone, **{**kwargs, "backend": "aot_eager"}))
+    settings = get_preset("tiny-random").replace(epochs=1, compile=True, compile_scope="stack",
+                                                 compile_cache=str(tmp_path / "cache"), max_tokens_per_batch=256)
+    infos = []
+    for run in ("first", "second"):
+        result = train(goemotions_slice_data, tmp_path / run, settings, show_progress=False)
+        infos.append(json.loads((result.model_dir / "training_info.json").read_text())["compile"]["precompile"])
+        assert json.loads((result.model_dir / "training_info.json").read_text())["reload_check"]["ok"] is True
+    assert infos[0]["state"] == "compiled" and infos[0]["saved"] is True
+    assert infos[1]["state"] == "loaded" and infos[1]["dir"] == infos[0]["dir"]
+    # Calls the saved graph does not cover (a one-row last batch, if any) go to torch.compile: few, and counted.
+    assert infos[1]["fallback_calls"] <= 2
