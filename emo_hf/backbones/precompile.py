@@ -29,6 +29,7 @@ The saved function is a pickle written by torch: loading it runs code, so point 
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import inspect
 import io
@@ -147,6 +148,18 @@ def cache_key(owner: nn.Module, signature: str, settings: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:24]
 
 
+def _stack_forward_code(owner, *args, **kwargs):
+    return type(owner).forward(owner, *args, **kwargs)
+
+
+# What aot_compile traces: the owner's forward called through a function whose globals hold the builtins. Why:
+# torch 2.11 checks every global name of the generated code (e.g. `type`) against the traced function's module globals,
+# where builtins are not ("Missing required external references: ['type']" on the H200, 2026-12-04, when the
+# class's forward was traced directly); 2.13 records them itself. The same dict is passed when loading.
+_STACK_GLOBALS: dict[str, Any] = {**vars(builtins), "__builtins__": builtins, "__name__": __name__}
+_stack_forward = types.FunctionType(_stack_forward_code.__code__, _STACK_GLOBALS, "_stack_forward")
+
+
 class PrecompiledForward:
     """Runs `type(owner).forward` through a compiled function saved in `cache_dir` (module docstring); `fallback`
     (the usual torch.compile'd forward) for calls it does not cover. `info` is recorded in training_info.json."""
@@ -213,9 +226,11 @@ class PrecompiledForward:
                                type(error).__name__, str(error)[:300])
                 self.info["load_error"] = f"{type(error).__name__}: {str(error)[:300]}"
         try:
-            function = torch.compile(type(self.owner).forward, fullgraph=True, dynamic=self.dynamic,
-                                     backend=self.backend, options=self._compile_options()
-                                     ).aot_compile(((self.owner, *args), kwargs))
+            # torch 2.11 attaches `.aot_compile` only while this switch is on (2.13 by default).
+            with torch._dynamo.config.patch(enable_aot_compile=True):
+                compiled = torch.compile(_stack_forward, fullgraph=True, dynamic=self.dynamic,
+                                         backend=self.backend, options=self._compile_options())
+            function = compiled.aot_compile(((self.owner, *args), kwargs))
         except Exception as error:  # a graph break, a backend that cannot serialise
             self._off(f"aot_compile failed: {type(error).__name__}: {str(error)[:300]}")
             return None
@@ -256,7 +271,8 @@ class PrecompiledForward:
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT}")
-        modules = {ref: importlib.import_module(name) for ref, name in meta["modules"].items()}
+        modules = {**_STACK_GLOBALS,
+                   **{ref: importlib.import_module(name) for ref, name in meta["modules"].items()}}
         cudagraphs = bool(self._compile_options().get("triton.cudagraphs", False))
         # Inductor reads its CUDA-graph switch when the loaded graph is set up, not from the file.
         with torch._inductor.config.patch({"triton.cudagraphs": cudagraphs}):
