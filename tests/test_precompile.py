@@ -113,3 +113,18 @@ def test_a_second_training_run_loads_the_first_runs_graph(goemotions_slice_data,
     assert infos[1]["state"] == "loaded" and infos[1]["dir"] == infos[0]["dir"]
     # Calls the saved graph does not cover (a one-row last batch, if any) go to torch.compile: few, and counted.
     assert infos[1]["fallback_calls"] <= 2
+
+
+def test_the_key_changes_with_what_the_graph_bakes_in(tiny_family_dirs):
+    """LoRA's alpha is no parameter shape, but the trace reads its scaling as a constant: another alpha, another key;
+    the same model loaded twice, the same key."""
+    from emo_hf.backbones import load_for_training
+    from emo_hf.backbones.compilation import stack_owner
+    from emo_hf.backbones.precompile import cache_key
+
+    def key(**lora):
+        model = load_for_training(tiny_family_dirs["qwen2"], labels=["joy", "anger"], lora={"r": 2, **lora}, max_length=32)
+        return cache_key(stack_owner(model.backbone), "call", {"mode": None})
+
+    assert key() == key()
+    assert key(lora_alpha=7) != key()

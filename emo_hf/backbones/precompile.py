@@ -1,8 +1,10 @@
 """The stack scope's compiled training graph saved to disk and loaded by the next run (torch.compile's ahead-of-time
 `aot_compile`, torch >= 2.10), so a run with the same backbone, LoRA, settings and library versions skips Dynamo's
 trace of the whole layer loop: on the H200 16-23 s of every warm run's first step, the largest piece of start-up no
-inductor cache spares (docs/benchmarks.md, "Fixed batch shapes"); on the 2-core CPU, 24 LoRA layers of the
-Qwen2.5-0.5B shape load in 2.2 s where Dynamo traces them in ~28 s (`python bench/precompiled_stack.py`).
+inductor cache spares (docs/benchmarks.md, "Fixed batch shapes"). On the H200 a 4-layer decoder of the
+Qwen2.5-0.5B shape started in 1.72 s loaded against 5.81 s traced on a warm cache, same outputs and gradients, CUDA
+graphs included (`python bench/precompiled_stack.py --device cuda --mode reduce-overhead`; docs/benchmarks.md, "The
+saved compiled graph").
 
     >>> compile_layers(backbone, scope="stack", mode="reduce-overhead", precompile_dir="~/.cache/x")  # the library's way in
     >>> forward = PrecompiledForward(owner, fallback=torch.compile(owner.forward), cache_dir=..., mode=None)
@@ -16,7 +18,7 @@ tensors' guards (dtype, device, rank, requires_grad), the symbolic shape guards 
 Dynamo, is refused) and torch's global state guard (grad mode, autocast, deterministic algorithms). What the
 dropped ones checked (the modules' code and attributes, the config values the trace read, which arguments were None)
 goes into the folder's key instead: library versions, the device, the module tree, the backbone's config, every
-parameter's name/shape/dtype, the source of every module class in the stack and of the functions wrapping its
+module's plain attributes (LoRA's scaling, norms' eps: constants in the graph), every parameter's name/shape/dtype, the source of every module class in the stack and of the functions wrapping its
 forward, the compile settings, the Dynamo settings, and the call's signature. A call that does not match the
 loaded function (another set of arguments, train/eval mode changed, a guard fails) runs through `fallback`, the usual
 `torch.compile` path, and is counted in `info["fallback_calls"]`.
@@ -116,6 +118,25 @@ def _source(obj: Any) -> str:
         return f"<no source: {getattr(obj, '__qualname__', obj)!r}>"
 
 
+def _plain(value: Any, depth: int = 0) -> bool:
+    """A value made of None/bool/int/float/str and lists, tuples, sets and dicts of them (what a trace may bake in)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if depth < 3 and isinstance(value, (list, tuple, set, frozenset)):
+        return all(_plain(v, depth + 1) for v in value)
+    if depth < 3 and isinstance(value, dict):
+        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def module_attributes(owner: nn.Module) -> list:
+    """Every module's plain attributes (eps, scaling, LoRA's alpha/r per adapter, head counts, sliding windows, dropout
+    p...): the trace reads them as constants (`specialize_float`), so a change in any must change the key."""
+    return [(name, sorted((key, repr(value)) for key, value in vars(module).items()
+                          if key != "training" and _plain(value)))
+            for name, module in owner.named_modules()]
+
+
 def cache_key(owner: nn.Module, signature: str, settings: dict) -> str:
     """sha256 of everything the dropped guards would have checked (module docstring), 24 hex digits."""
     import peft
@@ -137,6 +158,7 @@ def cache_key(owner: nn.Module, signature: str, settings: dict) -> str:
         "attention": getattr(config, "_attn_implementation", None),
         "parameters": [(n, list(p.shape), str(p.dtype), p.requires_grad) for n, p in owner.named_parameters()],
         "buffers": [(n, list(b.shape), str(b.dtype)) for n, b in owner.named_buffers()],
+        "attributes": module_attributes(owner),
         "sources": [_source(c) for c in classes] + [_source(f) for f in _forward_chain(owner)] + [_source(lean_lora)],
         "instance_forwards": sorted(f"{name}:{type(m).__name__}" for name, m in owner.named_modules()
                                     if "forward" in vars(m)),
@@ -282,4 +304,5 @@ class PrecompiledForward:
         return function
 
 
-__all__ = ["PrecompiledForward", "cache_key", "call_signature", "default_cache_dir", "precompile_available"]
+__all__ = ["PrecompiledForward", "cache_key", "call_signature", "default_cache_dir", "module_attributes",
+           "precompile_available"]
