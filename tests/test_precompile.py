@@ -39,6 +39,14 @@ def test_saved_then_loaded_without_tracing_and_the_same_results(tiny_family_dirs
     folder = tmp_path / "cache" / saved.info["dir"].rsplit("/", 1)[-1]
     assert sorted(p.name for p in folder.iterdir()) == ["function.bin", "meta.json"]
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [folder.name]  # no staging folder left behind
+    # Another process saving the same graph later (a second rank) keeps the folder that is there.
+    from emo_hf.backbones.precompile import _forward_chain
+
+    (folder / "marker").write_text("kept")
+    external = {f"forward_{i}": f for i, f in enumerate(_forward_chain(saved.owner))}
+    saved._save(saved.function, folder, external, replace=False)
+    assert (folder / "marker").read_text() == "kept"
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [folder.name]
 
     second = _pair(tiny_family_dirs["qwen2"])[1]
     second.load_state_dict(eager.state_dict())
