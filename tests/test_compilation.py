@@ -31,6 +31,18 @@ def _logits_and_grads(model, batch, labels):
     return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+def assert_matches_eager(eager, compiled, rows, pad_to):
+    """The compiled model's logits and LoRA gradients equal eager's on `rows` texts padded to `pad_to` tokens."""
+    batch = eager.tokenizer(TEXTS[:rows], padding="max_length", max_length=pad_to, return_tensors="pt")
+    labels = torch.tensor([[1.0, 0.0, 1.0]] * rows)
+    want_logits, want_grads = _logits_and_grads(eager, batch, labels)
+    got_logits, got_grads = _logits_and_grads(compiled, batch, labels)
+    torch.testing.assert_close(got_logits, want_logits, rtol=1e-5, atol=1e-6)
+    assert set(got_grads) == set(want_grads) and any("lora_B" in n for n in got_grads)
+    for name, grad in want_grads.items():
+        torch.testing.assert_close(got_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
 @pytest.mark.parametrize("scope", ["layers", "stack"])
 @pytest.mark.parametrize("family", ["qwen2", "gemma3"])  # gemma3: sliding and full attention layers alternate
 def test_compiled_layers_match_eager_across_batch_shapes(tiny_family_dirs, family, scope, tmp_path):
@@ -49,14 +61,7 @@ def test_compiled_layers_match_eager_across_batch_shapes(tiny_family_dirs, famil
         assert compiled.backbone.forward.compiled_forward is not None
     assert list(compiled.state_dict()) == names  # compiled in place: no _orig_mod. prefixes
     for rows, pad_to in [(4, 8), (3, 16), (2, 24)]:  # different rows and lengths: one dynamic graph, not three
-        batch = eager.tokenizer(TEXTS[:rows], padding="max_length", max_length=pad_to, return_tensors="pt")
-        labels = torch.tensor([[1.0, 0.0, 1.0]] * rows)
-        want_logits, want_grads = _logits_and_grads(eager, batch, labels)
-        got_logits, got_grads = _logits_and_grads(compiled, batch, labels)
-        torch.testing.assert_close(got_logits, want_logits, rtol=1e-5, atol=1e-6)
-        assert set(got_grads) == set(want_grads) and any("lora_B" in n for n in got_grads)
-        for name, grad in want_grads.items():
-            torch.testing.assert_close(got_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+        assert_matches_eager(eager, compiled, rows, pad_to)
     # All three shapes and both layers share one training graph: not a static graph and then a symbolic one, not a
     # second graph for layer 0 (whose input comes from frozen embeddings); Gemma 3's sliding and full attention
     # layers share it too (their masks and rotary tables differ, not their code). With scope "stack": one graph, no

@@ -8,7 +8,8 @@ import json
 import pytest
 import torch
 
-from test_compilation import TEXTS, _logits_and_grads, _pair
+from test_compilation import TEXTS, _pair
+from test_compilation import assert_matches_eager as _assert_matches
 
 pytestmark = pytest.mark.skipif(not hasattr(torch.compiler, "load_compiled_function"), reason="needs torch >= 2.10")
 
@@ -18,17 +19,6 @@ def _compiled(model, folder):
 
     compile_layers(model.backbone, scope="stack", backend="aot_eager", precompile_dir=folder)
     return stack_owner(model.backbone).forward.precompiled
-
-
-def _assert_matches(eager, compiled, rows, pad_to):
-    batch = eager.tokenizer(TEXTS[:rows], padding="max_length", max_length=pad_to, return_tensors="pt")
-    labels = torch.tensor([[1.0, 0.0, 1.0]] * rows)
-    want_logits, want_grads = _logits_and_grads(eager, batch, labels)
-    got_logits, got_grads = _logits_and_grads(compiled, batch, labels)
-    torch.testing.assert_close(got_logits, want_logits, rtol=1e-5, atol=1e-6)
-    assert set(got_grads) == set(want_grads) and any("lora_B" in n for n in got_grads)
-    for name, grad in want_grads.items():
-        torch.testing.assert_close(got_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_saved_then_loaded_without_tracing_and_the_same_results(tiny_family_dirs, tmp_path):
