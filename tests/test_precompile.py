@@ -126,3 +126,26 @@ def test_the_key_changes_with_what_the_graph_bakes_in(tiny_family_dirs):
 
     assert key() == key()
     assert key(lora_alpha=7) != key()
+
+
+def test_the_shared_prefix_packed_call_is_saved_and_loaded(tiny_family_dirs, tmp_path):
+    """--shared-prefix's packed batch (one row of P + B*L tokens, its own attention function on the config for the
+    call): saved, loaded by a second model, eager's logits and LoRA gradients on two batch shapes."""
+    from test_shared_prefix import TEXTS as PREFIX_TEXTS
+    from test_shared_prefix import _assert_same, _collate, _instruction_model
+    from test_shared_prefix import _logits_and_grads as prefix_logits_and_grads
+
+    from emo_hf.shared_prefix import plan_shared_prefix
+
+    eager = _instruction_model(tiny_family_dirs["qwen2"])
+    records = []
+    for _ in ("save", "load"):
+        compiled = _instruction_model(tiny_family_dirs["qwen2"])
+        compiled.load_state_dict(eager.state_dict())
+        records.append(_compiled(compiled, tmp_path))
+        prefix, _ = plan_shared_prefix(compiled)
+        for texts in (PREFIX_TEXTS, PREFIX_TEXTS[:3]):
+            batch = _collate(eager, prefix, texts)
+            _assert_same(prefix_logits_and_grads(compiled, batch), prefix_logits_and_grads(eager, batch))
+    assert [r.info["state"] for r in records] == ["compiled", "loaded"]
+    assert [r.info["fallback_calls"] for r in records] == [0, 0]

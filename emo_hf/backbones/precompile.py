@@ -100,6 +100,9 @@ def call_signature(owner: nn.Module, args: tuple, kwargs: dict, modules: list[nn
         return None
     described["training"] = "".join("1" if m.training else "0" for m in (modules or owner.modules()))
     described["autocast"] = [torch.is_autocast_enabled(device) for device in ("cpu", "cuda")]
+    # --shared-prefix sets the config's attention function for its packed call only: a graph traced with one
+    # attention must not run a call made with another.
+    described["attention"] = getattr(getattr(owner, "config", None), "_attn_implementation", None)
     return json.dumps(described, sort_keys=True)
 
 
