@@ -149,3 +149,18 @@ def test_the_shared_prefix_packed_call_is_saved_and_loaded(tiny_family_dirs, tmp
             _assert_same(prefix_logits_and_grads(compiled, batch), prefix_logits_and_grads(eager, batch))
     assert [r.info["state"] for r in records] == ["compiled", "loaded"]
     assert [r.info["fallback_calls"] for r in records] == [0, 0]
+
+
+@pytest.mark.parametrize("family", ["mistral", "llama", "qwen3", "gemma3", "phi3"])
+def test_every_decoder_family_saves_and_loads(tiny_family_dirs, family, tmp_path):
+    """Each family's decoder stack (Gemma 3: sliding and full attention layers; Phi-3: fused projections) goes
+    through aot_compile, saves, and loads in a second model with eager's results."""
+    eager, first = _pair(tiny_family_dirs[family])
+    saved = _compiled(first, tmp_path)
+    _assert_matches(eager, first, 3, 16)
+    second = _pair(tiny_family_dirs[family])[1]
+    second.load_state_dict(eager.state_dict())
+    loaded = _compiled(second, tmp_path)
+    _assert_matches(eager, second, 2, 24)
+    assert (saved.info["state"], loaded.info["state"]) == ("compiled", "loaded"), (saved.info, loaded.info)
+    assert loaded.info["fallback_calls"] == 0
