@@ -96,12 +96,13 @@
 #   LoRA forward (--no-lean-lora, EVAL=0: the trace it adds); with --fixed-batch-shapes (evaluated: the repeat the
 #   shapes lease asked for); the preset again (EVAL=0: run-to-run spread). LEAN_SHORT=1 stops after the first warm
 #   run, WARM_EVAL=0 leaves it unevaluated (a lease with ~12 minutes left).
-# SCHEDULE=precompile (DATA28 unused), alone, each only before $DEADLINE: the preset as it now is, whose first run saves
-#   the compiled training graph (emo_hf.backbones.precompile, on by default with --compile-scope stack) into the
-#   inductor cache folder: cold (EVAL=0; skipped if INDUCTOR_CACHE is set); then on its cache: the preset, which loads
-#   that graph (evaluated); the same lease's before, tracing as until now (--no-precompile, EVAL=0); the preset again
-#   (EVAL=0: the spread); peft's own LoRA forward, traced (--no-lean-lora --no-precompile, EVAL=0: what the lean forward
-#   saves in this lease); --no-precompile again (EVAL=0).
+# SCHEDULE=precompile (DATA28 unused), alone, each only before $DEADLINE: the saved compiled training graph
+#   (emo_hf.backbones.precompile, on by default with --compile-scope stack) against Dynamo's trace. The ahead-of-time
+#   compile keys inductor's cache entries differently from torch.compile (2026-12-04: a warm torch.compile cache did
+#   not serve it), so: cold with --no-precompile (EVAL=0; skipped if INDUCTOR_CACHE is set), filling torch.compile's
+#   cache; then on that cache: the preset, which compiles ahead of time and saves (EVAL=0); the preset, which loads it
+#   (evaluated); --no-precompile, warm (EVAL=0: the same lease's before); the preset loading again, --no-precompile
+#   again (EVAL=0: the spread).
 # `collect` also returns the cold job's inductor cache ($OUT/inductor-cache.tgz, if under 60 MB; CACHE_JOB names another
 # job): carried into a later lease and unpacked (`tar xzf inductor-cache.tgz -C $HOME/cache`), `INDUCTOR_CACHE=$HOME/
 # cache/inductor-cache` before `start` makes every job of the 'shapes' schedule warm, sparing its ~8-minute cold job (a
@@ -468,13 +469,13 @@ precompile_schedule() {  # STAGE DATA: the saved compiled graph against Dynamo's
   local data=$2 q05=$1/q05.gguf
   schedule_started precompile
   wait_for_file "$q05" 900 || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
-  [[ -z ${INDUCTOR_CACHE:-} ]] && EVAL=0 job q05-cold "$data" qwen2.5-0.5b "$q05"
+  [[ -z ${INDUCTOR_CACHE:-} ]] && EVAL=0 job q05-cold "$data" qwen2.5-0.5b "$q05" --no-precompile
   local cache=${INDUCTOR_CACHE:-$RES/q05-cold/inductor-cache}
-  INDUCTOR_CACHE=$cache job q05-pre-warm "$data" qwen2.5-0.5b "$q05"
-  EVAL=0 INDUCTOR_CACHE=$cache job q05-trace-warm "$data" qwen2.5-0.5b "$q05" --no-precompile
-  EVAL=0 INDUCTOR_CACHE=$cache job q05-pre-warm2 "$data" qwen2.5-0.5b "$q05"
-  EVAL=0 INDUCTOR_CACHE=$cache job q05-peft-warm "$data" qwen2.5-0.5b "$q05" --no-lean-lora --no-precompile
-  EVAL=0 INDUCTOR_CACHE=$cache job q05-trace-warm2 "$data" qwen2.5-0.5b "$q05" --no-precompile
+  EVAL=0 INDUCTOR_CACHE=$cache job q05-save "$data" qwen2.5-0.5b "$q05"
+  INDUCTOR_CACHE=$cache job q05-load "$data" qwen2.5-0.5b "$q05"
+  EVAL=0 INDUCTOR_CACHE=$cache job q05-trace "$data" qwen2.5-0.5b "$q05" --no-precompile
+  EVAL=0 INDUCTOR_CACHE=$cache job q05-load2 "$data" qwen2.5-0.5b "$q05"
+  EVAL=0 INDUCTOR_CACHE=$cache job q05-trace2 "$data" qwen2.5-0.5b "$q05" --no-precompile
   echo "$(date -u +%T) schedule done"
   echo done > "$RES/ALL_DONE"
 }

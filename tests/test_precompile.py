@@ -164,3 +164,14 @@ def test_every_decoder_family_saves_and_loads(tiny_family_dirs, family, tmp_path
     _assert_matches(eager, second, 2, 24)
     assert (saved.info["state"], loaded.info["state"]) == ("compiled", "loaded"), (saved.info, loaded.info)
     assert loaded.info["fallback_calls"] == 0
+
+
+def test_compile_cache_without_the_stack_scope_is_refused_with_the_corrected_call():
+    from emo_hf.presets import get_preset
+
+    settings = get_preset("tiny-random")
+    with pytest.raises(ValueError, match="--compile --compile-scope stack --compile-cache /x"):
+        settings.replace(compile_cache="/x")
+    with pytest.raises(ValueError, match="used only by --precompile"):
+        settings.replace(compile=True, compile_scope="stack", precompile=False, compile_cache="/x")
+    assert settings.replace(compile=True, compile_scope="stack", compile_cache="/x").compile_cache == "/x"

@@ -29,6 +29,9 @@ shorten Dynamo's trace, the part of a warm run's first step no cache spares (21.
 bench/dynamo_trace_time.py --backend aot_eager [--nested]`), only AOTAutograd's (docs/benchmarks.md, "The shared
 prefix as one packed call").
 
+Under the stack scope the compiled training graph can be saved and loaded by later runs, sparing Dynamo's trace
+(`precompile_dir`, emo_hf.backbones.precompile; the trainer's `--precompile`, on by default there).
+
 Not used with gradient checkpointing (the recomputed forward under Dynamo is not measured here) nor on the Unsloth
 path (Unsloth compiles its own regions): `compile_skip_reason` names why, the trainer then trains eager and records
 it (training_info.json "compile"), and `compile_layers` itself refuses a checkpointed backbone.
