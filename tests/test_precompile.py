@@ -175,3 +175,35 @@ def test_compile_cache_without_the_stack_scope_is_refused_with_the_corrected_cal
     with pytest.raises(ValueError, match="used only by --precompile"):
         settings.replace(compile=True, compile_scope="stack", precompile=False, compile_cache="/x")
     assert settings.replace(compile=True, compile_scope="stack", compile_cache="/x").compile_cache == "/x"
+
+
+_KEY_SCRIPT = """
+import sys
+from emo_hf.backbones import load_for_training
+from emo_hf.backbones.compilation import stack_owner
+from emo_hf.backbones.precompile import cache_key
+model = load_for_training(sys.argv[1], labels=["joy", "anger"], lora={"r": 2}, max_length=32)
+print("KEY", cache_key(stack_owner(model.backbone), "call", {"mode": None}))
+"""
+
+
+def test_the_key_is_the_same_in_every_process(tiny_family_dirs, tmp_path):
+    """Two processes whose string hashing differs (PYTHONHASHSEED 1 and 2 print the rotary module's set of buffer
+    names in two orders) compute one key for one model: a later run finds what an earlier one saved."""
+    import os
+    import subprocess
+    import sys
+
+    from pathlib import Path
+
+    import emo_hf
+
+    script = tmp_path / "key.py"
+    script.write_text(_KEY_SCRIPT)
+    # The children import the emo_hf this test imported (the checkout's, not an older installed copy).
+    path = os.pathsep.join([str(Path(emo_hf.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])
+    runs = [subprocess.Popen([sys.executable, str(script), tiny_family_dirs["qwen2"]], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": path})
+            for seed in ("1", "2")]
+    keys = [[line for line in run.communicate(timeout=300)[0].splitlines() if line.startswith("KEY ")] for run in runs]
+    assert keys[0] and keys[0] == keys[1]

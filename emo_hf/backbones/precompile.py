@@ -133,16 +133,35 @@ def _plain(value: Any, depth: int = 0) -> bool:
     return False
 
 
+def _canonical(value: Any) -> Any:
+    """A plain value in a form that prints the same in every process: sets sorted (their order follows string hashing,
+    salted per process: two runs of SmolLM2 got two keys from `{'inv_freq', 'original_inv_freq'}`), dict keys sorted."""
+    if isinstance(value, (set, frozenset)):
+        return sorted((_canonical(v) for v in value), key=repr)
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, dict):
+        return sorted(([repr(_canonical(k)), _canonical(v)] for k, v in value.items()), key=lambda item: item[0])
+    return value
+
+
 def module_attributes(owner: nn.Module) -> list:
     """Every module's plain attributes (eps, scaling, LoRA's alpha/r per adapter, head counts, sliding windows, dropout
     p...): the trace reads them as constants (`specialize_float`), so a change in any must change the key."""
-    return [(name, sorted((key, repr(value)) for key, value in vars(module).items()
+    return [(name, sorted((key, repr(_canonical(value))) for key, value in vars(module).items()
                           if key != "training" and _plain(value)))
             for name, module in owner.named_modules()]
 
 
 def cache_key(owner: nn.Module, signature: str, settings: dict) -> str:
-    """sha256 of everything the dropped guards would have checked (module docstring), 24 hex digits."""
+    """sha256 of everything the dropped guards would have checked (`key_parts`), 24 hex digits."""
+    blob = json.dumps(key_parts(owner, signature, settings), sort_keys=True, default=repr).encode()
+    return hashlib.sha256(blob).hexdigest()[:24]
+
+
+def key_parts(owner: nn.Module, signature: str, settings: dict) -> dict:
+    """Everything the dropped guards would have checked (module docstring), as JSON-able values that are the same in
+    every process for the same model (no ids or addresses)."""
     import peft
     import transformers
 
@@ -174,8 +193,7 @@ def cache_key(owner: nn.Module, signature: str, settings: dict) -> str:
         "matmul_precision": torch.get_float32_matmul_precision(),
         "settings": settings, "call": signature,
     }
-    blob = json.dumps(parts, sort_keys=True, default=repr).encode()
-    return hashlib.sha256(blob).hexdigest()[:24]
+    return parts
 
 
 def _stack_forward_code(owner, *args, **kwargs):
@@ -282,6 +300,7 @@ class PrecompiledForward:
                    if ref not in env.import_sources and isinstance(function.fn.__globals__.get(ref), types.ModuleType)}
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        staging.chmod(0o755)  # mkdtemp's 0700 would follow the folder into place
         try:
             function.save_compiled_function(str(staging / "function.bin"), external_data=external)
             (staging / "meta.json").write_text(json.dumps({"format": FORMAT, "modules": modules,
