@@ -58,6 +58,9 @@ def timing_cell(info: dict) -> str:
         return ""
     trace = (t.get("compile_seconds") or {}).get("_compile.compile_inner")
     first = f"first {t['first_step_s']} s" + (f" (trace {trace} s)" if trace is not None else "")
+    saved = ((info.get("compile") or {}).get("precompile") or {})  # emo_hf.backbones.precompile: loaded / compiled
+    if saved.get("state"):
+        first += f" (precompile {saved['state']}" + (f" {saved['seconds']} s" if saved.get("seconds") else "") + ")"
     return f"{t['median_step_ms']} ms; {first}; +{t['above_median_seconds']} s, {t['slow_steps']} slow"
 
 
