@@ -67,7 +67,7 @@ def phase(args: argparse.Namespace) -> dict:
             torch.cuda.synchronize()
         return time.perf_counter() - start, result
 
-    first, (out, grads) = timed(*SHAPES[0])
+    first, _ = timed(*SHAPES[0])
     second, _ = timed(*SHAPES[0])
     worst_out = worst_grad = 0.0
     for rows, length in SHAPES:

@@ -172,7 +172,7 @@ def key_parts(owner: nn.Module, signature: str, settings: dict) -> dict:
     config = getattr(owner, "config", None)
     classes = sorted({type(m) for m in owner.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}")
     device = next(owner.parameters()).device
-    parts = {
+    return {
         "format": FORMAT, "python": sys.version, "torch": torch.__version__, "transformers": transformers.__version__,
         "peft": peft.__version__, "emo_hf": emo_hf_version,
         "device": torch.cuda.get_device_name(device) + str(torch.cuda.get_device_capability(device))
@@ -193,7 +193,6 @@ def key_parts(owner: nn.Module, signature: str, settings: dict) -> dict:
         "matmul_precision": torch.get_float32_matmul_precision(),
         "settings": settings, "call": signature,
     }
-    return parts
 
 
 def _stack_forward_code(owner, *args, **kwargs):
