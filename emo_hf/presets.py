@@ -54,9 +54,10 @@ class TrainSettings:
         "the next longer one, so the compiled step meets a few shapes (GoEmotions at 8,192 tokens: 6 instead of 13). "
         "Why: CUDA graphs record one graph per shape, and a warm run on the H200 spent ~28 s in 26 slow steps "
         "besides the first, which fits two per new shape (docs/benchmarks.md, 'The shared prefix as one packed "
-        "call'). Costs ~1% more rows of compute. On the H200 (2026-12-03) it cut the slow steps from 46 to 13 and "
-        "their time besides the first step from 20.2 to 12.8 s, but the run was not faster (69.0 s against 66.8 s, "
-        "one run each; docs/benchmarks.md, 'Fixed batch shapes'), so it is off by default.")})
+        "call'). Costs ~1% more rows of compute. On by default in the qwen2.5-0.5b preset: on the H200 (2026-12-04) "
+        "with a saved compiled graph loaded (--precompile) its 2 epochs took 47.0 s against 63.4-67.4 s without it, "
+        "test macro-F1 0.552 against 0.554 (docs/benchmarks.md, 'The saved compiled graph, loaded'); while Dynamo "
+        "still traced every run it was not faster (69.0 s against 66.8 s, 2026-12-03).")})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimiser step."})
     max_length: int = field(default=64, metadata={"help": "Token limit; longer texts are truncated (p99 of GoEmotions is < 50)."})
     num_soft_tokens: int = field(default=4, metadata={"help": "Embedding mode: soft tokens per sentence vector."})
@@ -170,7 +171,7 @@ class TrainSettings:
             raise ValueError(f"max_tokens_per_batch={self.max_tokens_per_batch!r} must be positive, e.g. 4096.")
         if self.fixed_batch_shapes and not self.max_tokens_per_batch:
             raise ValueError("fixed_batch_shapes=True needs token-budget batches: add --max-tokens-per-batch, e.g. "
-                             "--fixed-batch-shapes --max-tokens-per-batch 8192.")
+                             "--fixed-batch-shapes --max-tokens-per-batch 8192 (or drop it: --no-fixed-batch-shapes).")
         for name in ("epochs", "learning_rate", "batch_size", "max_length"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be positive.")
@@ -242,11 +243,16 @@ PRESETS: dict[str, TrainSettings] = {
     # Chosen over the per-layer 4,096-token preset before it (192.3 s cold, ~20 s of it compiling, so ~170 s warm;
     # measured three leases earlier): ~11% slower on the very first run, ~2.4x faster on every later one (an estimate:
     # the per-layer preset's warm time was not measured).
+    # fixed_batch_shapes=True and the saved compiled graph (precompile, on with the stack scope; 2026-12-04,
+    # docs/benchmarks.md "The saved compiled graph, loaded"): a later run on the machine loads the graph the first run
+    # saved, and fixed shapes cut the CUDA graph recordings: 2 epochs in 47.0 s, test 0.552 (0.536-0.567), against
+    # 63.4-67.4 s loaded with whole rows and 88.3-94.1 s traced (--no-precompile), same lease; the first run on a
+    # machine compiles cold (263.6 s there).
     "qwen2.5-0.5b": TrainSettings(
         preset="qwen2.5-0.5b",
         backbone="Qwen/Qwen2.5-Coder-0.5B-Instruct",
         prompt="instruction",
-        compile=True, compile_scope="stack", compile_mode="reduce-overhead",
+        compile=True, compile_scope="stack", compile_mode="reduce-overhead", fixed_batch_shapes=True,
         **{**_REAL_DECODER_SETTINGS, "max_tokens_per_batch": 8192, "learning_rate": 2.8e-4},
     ),
     # The 1.5B was measured with the plain prompt only (test 0.553, validation 0.561); 'instruction' is carried over

@@ -106,7 +106,8 @@
 # `collect` also returns the cold job's inductor cache ($OUT/inductor-cache.tgz, if under 60 MB; CACHE_JOB names another
 # job): carried into a later lease and unpacked (`tar xzf inductor-cache.tgz -C $HOME/cache`), `INDUCTOR_CACHE=$HOME/
 # cache/inductor-cache` before `start` makes every job of the 'shapes' schedule warm, sparing its ~8-minute cold job (a
-# cache hit needs the same torch, Triton and GPU: the lent image's; not yet tried across two machines).
+# cache hit needs the same torch, Triton and GPU: the lent image's; 2026-12-04: a carried cache served a fresh machine,
+# and with --precompile it holds the saved graph too).
 # SMOKE=1 runs a schedule on a CPU in minutes (tiny slices, 1 epoch, no 4-bit): the check of this script.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
