@@ -92,7 +92,9 @@ def test_precompile_needs_the_stack_scope(tiny_family_dirs, tmp_path):
 
 def test_a_second_training_run_loads_the_first_runs_graph(goemotions_slice_data, tmp_path, monkeypatch):
     """The trainer's wiring (`compile_scope="stack"`, `precompile` on by default, `compile_cache`): the first run
-    compiles and saves, the second loads, and training_info.json says so."""
+    compiles and saves, the second loads, and training_info.json says so; a third with `--fixed-batch-shapes` (the
+    qwen2.5-0.5b preset's batches: other row counts, filler rows weighed outside the stack) loads the same graph and
+    sends no call to torch.compile (no one-row batch: each bucket's batches are full)."""
     from emo_hf.backbones import compilation
     from emo_hf.presets import get_preset
     from emo_hf.trainer import train
@@ -103,14 +105,18 @@ def test_a_second_training_run_loads_the_first_runs_graph(goemotions_slice_data,
     settings = get_preset("tiny-random").replace(epochs=1, compile=True, compile_scope="stack",
                                                  compile_cache=str(tmp_path / "cache"), max_tokens_per_batch=256)
     infos = []
-    for run in ("first", "second"):
-        result = train(goemotions_slice_data, tmp_path / run, settings, show_progress=False)
-        infos.append(json.loads((result.model_dir / "training_info.json").read_text())["compile"]["precompile"])
-        assert json.loads((result.model_dir / "training_info.json").read_text())["reload_check"]["ok"] is True
+    for run, run_settings in (("first", settings), ("second", settings),
+                              ("fixed", settings.replace(fixed_batch_shapes=True))):
+        result = train(goemotions_slice_data, tmp_path / run, run_settings, show_progress=False)
+        info = json.loads((result.model_dir / "training_info.json").read_text())
+        infos.append(info["compile"]["precompile"])
+        assert info["reload_check"]["ok"] is True
+        assert info["batching"]["merged_sparse_buckets"] is (run == "fixed")
     assert infos[0]["state"] == "compiled" and infos[0]["saved"] is True
     assert infos[1]["state"] == "loaded" and infos[1]["dir"] == infos[0]["dir"]
     # Calls the saved graph does not cover (a one-row last batch, if any) go to torch.compile: few, and counted.
     assert infos[1]["fallback_calls"] <= 2
+    assert infos[2]["state"] == "loaded" and infos[2]["dir"] == infos[0]["dir"] and infos[2]["fallback_calls"] == 0
 
 
 def test_the_key_changes_with_what_the_graph_bakes_in(tiny_family_dirs):
