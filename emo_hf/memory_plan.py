@@ -24,7 +24,8 @@ The estimate (GiB) is deliberately simple and errs high:
                  layer inputs to host memory.
     workspace    4-bit: two dequantised copies of the largest linear weight; plus 1.5 GiB for the CUDA context,
                  cuBLAS workspaces and allocator slack.
-A plan "fits" when the total is at most `headroom` (0.85) of the free memory.
+A plan "fits" when the total is at most `headroom` (0.85) of the free memory. Offloading is an option only where it
+can happen (`offload_unavailable`: Unsloth, from 512 tokens per row).
 
 Evaluation batches (`eval_tokens_per_batch`): a forward without gradients keeps one layer's activations at a time, not
 every layer's, so it can take more tokens per batch in the memory the training step's activations took (fewer
@@ -51,6 +52,10 @@ HEADROOM = 0.85
 EVAL_BUDGET_CAP = 8
 OPTIONS = (  # (load_in_4bit, gradient_checkpointing, offload_checkpointing), cheapest first
     (False, False, False), (False, True, False), (True, False, False), (True, True, False), (True, True, True))
+# Unsloth 2026.10.9 offloads the saved layer inputs only from this sequence length (max_seq_length) up: below it,
+# `use_gradient_checkpointing="unsloth"` becomes plain checkpointing ("Offloading is not worth it below ~512",
+# apply_unsloth_gradient_checkpointing in unsloth/models/_utils.py). bitsandbytes + peft has no offloading at all.
+UNSLOTH_OFFLOAD_MIN_LENGTH = 512
 
 
 @dataclass
@@ -166,17 +171,42 @@ def eval_tokens_per_batch(shape: BackboneShape, *, tokens_per_batch: int, gradie
     return int(max(tokens_per_batch, min(EVAL_BUDGET_CAP * tokens_per_batch, fits)))
 
 
+def offload_unavailable(*, unsloth: bool | None, lora_r: int | None, max_length: int, on_gpu: bool) -> str | None:
+    """None if a run with these settings could train with Unsloth's offloaded checkpointing, else why not (the plan
+    then never picks it, and an explicit offload_checkpointing=True is refused: before, it was silently not applied)."""
+    if not on_gpu:
+        return "offloading is GPU-only"
+    if unsloth is False or not lora_r:
+        return "only Unsloth offloads (--no-unsloth or no LoRA: transformers + peft, which has no offloading)"
+    from .backbones.training import unsloth_available
+
+    if not unsloth_available():
+        return "only Unsloth offloads, and it is not installed (pip install 'emo-hf[gpu]')"
+    if max_length < UNSLOTH_OFFLOAD_MIN_LENGTH:
+        return (f"Unsloth offloads only from max_length {UNSLOTH_OFFLOAD_MIN_LENGTH} (here {max_length}); "
+                "below it, it checkpoints without offloading")
+    return None
+
+
 def plan_memory(shape: BackboneShape, *, free_bytes: float | None, tokens_per_batch: int, lora_r: int | None = 16,
                 on_gpu: bool = True, load_in_4bit: bool | None = None, gradient_checkpointing: bool | None = None,
-                offload_checkpointing: bool | None = None, headroom: float = HEADROOM) -> MemoryPlan:
+                offload_checkpointing: bool | None = None, headroom: float = HEADROOM,
+                no_offload_reason: str | None = None) -> MemoryPlan:
     """The cheapest (4-bit, checkpointing, offload) option whose estimate fits `headroom` x `free_bytes`.
 
     Arguments given as True/False are kept; None ones are chosen. On CPU (`on_gpu=False`) nothing is quantised or
     offloaded and checkpointing stays off unless asked for (host memory is not what limits a CPU run here).
+    `no_offload_reason` (`offload_unavailable(...)`): offloading cannot happen in this run, so no option offloads.
     """
+    if no_offload_reason and offload_checkpointing:
+        raise ValueError(f"offload_checkpointing=True cannot apply: {no_offload_reason}. Drop --offload-checkpointing "
+                         "(checkpointing alone: --gradient-checkpointing), or lower --max-tokens-per-batch / "
+                         "--batch-size to save memory.")
     given = {"load_in_4bit": load_in_4bit, "gradient_checkpointing": gradient_checkpointing,
              "offload_checkpointing": offload_checkpointing}
     decided = [k for k, v in given.items() if v is None]
+    if no_offload_reason:
+        given["offload_checkpointing"] = offload_checkpointing = False
     free_gib = None if free_bytes is None else round(free_bytes / GIB, 2)
 
     def estimate(option: tuple[bool, bool, bool]) -> dict[str, float]:
@@ -187,6 +217,8 @@ def plan_memory(shape: BackboneShape, *, free_bytes: float | None, tokens_per_ba
     def plan(option: tuple[bool, bool, bool], reason: str) -> MemoryPlan:
         eval_tokens = eval_tokens_per_batch(shape, tokens_per_batch=tokens_per_batch, gradient_checkpointing=option[1],
                                             offload_checkpointing=option[2])
+        if no_offload_reason and on_gpu and option[1]:
+            reason += f"; no offloading: {no_offload_reason}"
         return MemoryPlan(*option, free_gib, tokens_per_batch, estimate(option), reason, decided, eval_tokens)
 
     if not on_gpu:
@@ -234,7 +266,9 @@ def plan_for_settings(settings: Any, backbone_folder: str, *, device: str | None
                           tokens, {"total": float("nan")}, f"config unreadable: {error}", [])
     plan = plan_memory(shape, free_bytes=free, tokens_per_batch=tokens, lora_r=settings.lora_r, on_gpu=on_gpu,
                        load_in_4bit=settings.load_in_4bit, gradient_checkpointing=settings.gradient_checkpointing,
-                       offload_checkpointing=settings.offload_checkpointing)
+                       offload_checkpointing=settings.offload_checkpointing,
+                       no_offload_reason=offload_unavailable(unsloth=settings.unsloth, lora_r=settings.lora_r,
+                                                             max_length=settings.max_length, on_gpu=on_gpu))
     logger.info(plan.describe())
     print(f"emo_hf: {plan.describe()}")
     return plan

@@ -77,7 +77,9 @@ class TrainSettings:
     gradient_checkpointing: bool | None = field(default=None, metadata={"help": "Trade compute for memory; unset = "
                                                  "decided by the memory plan."})
     offload_checkpointing: bool | None = field(default=None, metadata={"help": "Unsloth's checkpointing with the saved "
-                                                "activations offloaded to host memory; unset = decided by the memory plan."})
+                                                "activations offloaded to host memory (Unsloth only, from --max-length "
+                                                "512: below, Unsloth checkpoints without offloading); unset = decided "
+                                                "by the memory plan."})
     unsloth: bool | None = field(default=None, metadata={"help": "Unset: train through Unsloth when it is installed "
                                   "and the backbone is 4-bit (GPU, LoRA); --unsloth: through Unsloth in 16-bit too "
                                   "(needs a GPU and the gpu extra); --no-unsloth: transformers (+ bitsandbytes) + peft."})
@@ -202,7 +204,8 @@ PRESETS: dict[str, TrainSettings] = {
         preset="mistral-small-24b",
         backbone="unsloth/Mistral-Small-3.1-24B-Instruct-2503",
         # 4-bit, gradient checkpointing and offloading are left to the memory plan (emo_hf.memory_plan): on a 24 GB
-        # card it chooses all three; a card that holds the bf16 weights and the batch needs none of them.
+        # card it chooses 4-bit and checkpointing (offloading only from max_length 512, where Unsloth does it); a
+        # card that holds the bf16 weights and the batch needs none of them.
         lora_r=16, lora_alpha=32, lora_dropout=0.0,
         # batch_size 64: text mode with length-grouped batches (the Trainer's default for text) at batch 64 was the
         # fastest text configuration measured for Unsloth, 1.4-1.5x the samples/s of batch 32, about 17 GiB peak

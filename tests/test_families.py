@@ -259,7 +259,7 @@ def test_instruction_prompt_is_recorded_and_applied_on_reload(trained, tmp_path)
         model.tokenizer.chat_template = None
 
 
-def test_unsloth_path_is_given_the_tokenizer_with_the_chosen_pad(tiny_family_dirs, monkeypatch):
+def test_unsloth_path_is_given_the_tokenizer_with_the_chosen_pad(tiny_family_dirs, monkeypatch, caplog):
     """Unsloth (2026.10.9) loads the tokenizer itself and refuses pad == eos ("Could not find a valid pad token"):
     load_for_training must hand it, through from_pretrained's tokenizer_name=, a folder whose tokenizer has the
     family's pad. A stand-in FastLanguageModel (Unsloth needs a GPU) records the call and applies the same refusal."""
@@ -280,16 +280,23 @@ def test_unsloth_path_is_given_the_tokenizer_with_the_chosen_pad(tiny_family_dir
             return AutoModelForCausalLM.from_pretrained(model_name), tokenizer
 
         @staticmethod
-        def get_peft_model(model, r, lora_alpha, lora_dropout, bias, target_modules, **kwargs):
+        def get_peft_model(model, r, lora_alpha, lora_dropout, bias, target_modules, use_gradient_checkpointing,
+                           **kwargs):
             seen["target_modules"] = target_modules
-            return get_peft_model(model, LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, bias=bias,
-                                                    target_modules=target_modules))
+            peft_model = get_peft_model(model, LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                                                          bias=bias, target_modules=target_modules))
+            # As Unsloth 2026.10.9 records it: "unsloth" (offloaded) becomes plain checkpointing below 512 tokens.
+            peft_model._unsloth_gradient_checkpointing = (True if use_gradient_checkpointing == "unsloth"
+                                                          else use_gradient_checkpointing)
+            return peft_model
 
     monkeypatch.setitem(sys.modules, "unsloth", types.SimpleNamespace(FastLanguageModel=FastLanguageModel))
     folder = tiny_family_dirs["qwen2"]
     assert AutoTokenizer.from_pretrained(folder).pad_token == "<|endoftext|>"  # pad == eos, as Qwen ships it
-    model = load_for_training(folder, labels=LABELS, lora={"r": 2}, max_length=16, use_unsloth=True,
-                              load_in_4bit=False)
+    with caplog.at_level("WARNING", logger="emo_hf.backbones.training"):
+        model = load_for_training(folder, labels=LABELS, lora={"r": 2}, max_length=16, use_unsloth=True,
+                                  load_in_4bit=False)
+    assert "Unsloth checkpoints without offloading at max_length=16" in caplog.text  # asked "unsloth", got plain
     assert seen["model_name"] == folder and seen["tokenizer_name"] != folder and seen["pad"] == "<|fim_pad|>"
     assert model.tokenizer.pad_token == "<|fim_pad|>" and seen["target_modules"] == list(families.DECODER_PROJECTIONS)
     with torch.no_grad():

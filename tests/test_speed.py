@@ -231,6 +231,49 @@ def test_explicit_settings_win_and_the_plan_is_recorded():
     assert (cpu.load_in_4bit, cpu.gradient_checkpointing) == (False, False)
 
 
+def test_the_plan_never_offloads_where_unsloth_would_not_and_refuses_an_explicit_ask(monkeypatch):
+    """Unsloth 2026.10.9 checkpoints without offloading below 512 tokens, and transformers + peft never offloads: the
+    24B preset's 8,192 tokens on a 24 GB card got "offload_checkpointing=True" in its plan and record while Unsloth
+    (max_length 128) checkpointed plainly, ~3 GiB more than the estimate assumed."""
+    from emo_hf.backbones import training
+    from emo_hf.memory_plan import offload_unavailable
+
+    monkeypatch.setattr(training, "unsloth_available", lambda: True)
+    assert offload_unavailable(unsloth=None, lora_r=16, max_length=512, on_gpu=True) is None
+    short = offload_unavailable(unsloth=None, lora_r=16, max_length=128, on_gpu=True)
+    assert "from max_length 512 (here 128)" in short
+    assert "Unsloth" in offload_unavailable(unsloth=False, lora_r=16, max_length=1024, on_gpu=True)
+    assert "GPU-only" in offload_unavailable(unsloth=None, lora_r=16, max_length=1024, on_gpu=False)
+    monkeypatch.setattr(training, "unsloth_available", lambda: False)
+    assert "not installed" in offload_unavailable(unsloth=None, lora_r=16, max_length=1024, on_gpu=True)
+
+    free = 23.5 * 2**30
+    assert plan_memory(_mistral_24b(), free_bytes=free, tokens_per_batch=8192, lora_r=16).offload_checkpointing
+    plan = plan_memory(_mistral_24b(), free_bytes=free, tokens_per_batch=8192, lora_r=16, no_offload_reason=short)
+    assert (plan.load_in_4bit, plan.gradient_checkpointing, plan.offload_checkpointing) == (True, True, False)
+    assert "offload_checkpointing" in plan.decided and "no offloading: Unsloth offloads only" in plan.reason
+    assert "nothing allowed fits" in plan.reason  # plain checkpointing's estimate is over 85% of 23.5 GiB: it says so
+    with pytest.raises(ValueError, match=r"offload_checkpointing=True cannot apply: Unsloth offloads only from "
+                                         r"max_length 512 \(here 128\).*Drop --offload-checkpointing"):
+        plan_memory(_mistral_24b(), free_bytes=free, tokens_per_batch=8192, offload_checkpointing=True,
+                    no_offload_reason=short)
+
+
+def test_train_refuses_offloading_where_it_cannot_happen_in_one_line(goemotions_slice_data, tmp_path, capsys):
+    """Before, `--offload-checkpointing` on a CPU (or through peft, or under 512 tokens) was recorded as chosen and
+    silently not done."""
+    from emo_hf.cli import main
+
+    out = tmp_path / "out"
+    assert main(["train", "--data", str(goemotions_slice_data), "--preset", "tiny-random", "--out", str(out),
+                 "--offload-checkpointing"]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]  # (the data loader's progress bars come first)
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert "offloading is GPU-only" in errors[0] and "Drop --offload-checkpointing" in errors[0]
+    assert not out.exists()
+
+
 # ---- predict_proba's length sort ------------------------------------------------------------------------------------
 def test_predict_proba_restores_the_order_of_texts_of_shuffled_lengths(tiny_mistral_dir):
     import torch
