@@ -102,7 +102,8 @@
 #   not serve it), so: cold with --no-precompile (EVAL=0; skipped if INDUCTOR_CACHE is set), filling torch.compile's
 #   cache; then on that cache: the preset, which compiles ahead of time and saves (EVAL=0); the preset, which loads it
 #   (evaluated); --no-precompile, warm (EVAL=0: the same lease's before); the preset loading again, --no-precompile
-#   again (EVAL=0: the spread); last, the preset loading with --fixed-batch-shapes (EVAL=0).
+#   again (EVAL=0: the spread); last, the preset loading with whole rows, --no-fixed-batch-shapes (EVAL=0). (On
+#   2026-12-04 the preset had whole rows, and the last run was --fixed-batch-shapes: docs/benchmarks.md.)
 # `collect` also returns the cold job's inductor cache ($OUT/inductor-cache.tgz, if under 60 MB; CACHE_JOB names another
 # job): carried into a later lease and unpacked (`tar xzf inductor-cache.tgz -C $HOME/cache`), `INDUCTOR_CACHE=$HOME/
 # cache/inductor-cache` before `start` makes every job of the 'shapes' schedule warm, sparing its ~8-minute cold job (a
@@ -441,10 +442,11 @@ shapes_schedule() {  # STAGE DATA: the preset warm with and without --fixed-batc
   local data=$2 q05=$1/q05.gguf
   schedule_started shapes
   wait_for_file "$q05" 900 || { echo "no $q05"; echo done > "$RES/ALL_DONE"; return 1; }
-  EVAL=0 job q05-cold "$data" qwen2.5-0.5b "$q05"
+  # Whole rows: --no-fixed-batch-shapes since the preset has fixed shapes (2026-12-04).
+  EVAL=0 job q05-cold "$data" qwen2.5-0.5b "$q05" --no-fixed-batch-shapes
   local cache=${INDUCTOR_CACHE:-$RES/q05-cold/inductor-cache}  # a carried cache (below) serves every job
   INDUCTOR_CACHE=$cache job q05-fixed-warm "$data" qwen2.5-0.5b "$q05" --fixed-batch-shapes
-  EVAL=0 INDUCTOR_CACHE=$cache job q05-warm "$data" qwen2.5-0.5b "$q05"
+  EVAL=0 INDUCTOR_CACHE=$cache job q05-warm "$data" qwen2.5-0.5b "$q05" --no-fixed-batch-shapes
   INDUCTOR_SET=triton.skip_cudagraph_warmup=True EVAL=0 INDUCTOR_CACHE=$cache job q05-fixed-nowarmup-warm "$data" \
     qwen2.5-0.5b "$q05" --fixed-batch-shapes
   echo "$(date -u +%T) schedule done"
@@ -477,9 +479,9 @@ precompile_schedule() {  # STAGE DATA: the saved compiled graph against Dynamo's
   EVAL=0 INDUCTOR_CACHE=$cache job q05-trace "$data" qwen2.5-0.5b "$q05" --no-precompile
   EVAL=0 INDUCTOR_CACHE=$cache job q05-load2 "$data" qwen2.5-0.5b "$q05"
   EVAL=0 INDUCTOR_CACHE=$cache job q05-trace2 "$data" qwen2.5-0.5b "$q05" --no-precompile
-  # The saved graph does not depend on the batches' row counts (one dynamic graph): --fixed-batch-shapes loads it too,
-  # and cuts the per-shape CUDA graph warm-ups (13 slow steps instead of ~45 on 2026-12-03).
-  EVAL=0 INDUCTOR_CACHE=$cache job q05-load-fixed "$data" qwen2.5-0.5b "$q05" --fixed-batch-shapes
+  # The saved graph does not depend on the batches' row counts (one dynamic graph): whole rows load it too. The preset
+  # has --fixed-batch-shapes since 2026-12-04 (47.0 s loaded against 63.4-67.4 s with whole rows).
+  EVAL=0 INDUCTOR_CACHE=$cache job q05-load-whole "$data" qwen2.5-0.5b "$q05" --no-fixed-batch-shapes
   echo "$(date -u +%T) schedule done"
   echo done > "$RES/ALL_DONE"
 }
