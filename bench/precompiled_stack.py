@@ -9,9 +9,10 @@ LoRA gradients over three batch shapes.
     python bench/precompiled_stack.py --layers 24 --backend aot_eager             # no code generation (minutes less)
 
 Phases, one subprocess each, in this order, sharing one inductor cache folder: `save` (no saved graph yet: compiled
-ahead of time and saved; also fills inductor's cache), `load` (loads it), `trace` twice (plain torch.compile: the first
-may miss inductor's cache, since the ahead-of-time compile keys its entries differently; the second is a warm run
-without --precompile). Each prints one JSON line: first and second step seconds, torch's compile timers, the
+ahead of time and saved; also fills inductor's cache), `load` (loads it), `load-empty-cache` (loads it with an empty
+inductor cache folder: is the saved file all a later run needs, or does it lean on inductor's cache too?), `trace`
+twice (plain torch.compile: the first may miss inductor's cache, since the ahead-of-time compile keys its entries
+differently; the second is a warm run without --precompile). Each prints one JSON line: first and second step seconds, torch's compile timers, the
 precompile record, the largest output and gradient differences from an eager copy.
 """
 
@@ -103,15 +104,21 @@ def main() -> None:
         return
     cache = tempfile.mkdtemp(prefix="precompiled-stack-")
     results = []
-    for name in ("save", "load", "trace", "trace"):
-        command = [sys.executable, __file__, "--phase", name, "--cache", cache, "--layers", str(args.layers),
+    for name in ("save", "load", "load-empty-cache", "trace", "trace"):
+        phase_name = "load" if name == "load-empty-cache" else name
+        command = [sys.executable, __file__, "--phase", phase_name, "--cache", cache, "--layers", str(args.layers),
                    "--device", args.device, "--dtype", args.dtype, "--backend", args.backend]
         if args.mode:
             command += ["--mode", args.mode]
+        inductor_cache = tempfile.mkdtemp(prefix="empty-inductor-cache-") if name == "load-empty-cache" else cache
         start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache})
+        done = subprocess.run(command, capture_output=True, text=True,
+                              env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": inductor_cache})
         lines = [line[7:] for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         result = json.loads(lines[-1]) if lines else {"phase": name, "error": done.stderr[-2000:]}
+        result["phase"] = name
+        if inductor_cache != cache:  # what inductor wrote beside the saved file: nothing, if the file is all it needs
+            result["inductor_cache_files_written"] = sum(len(files) for _, _, files in os.walk(inductor_cache))
         result["process_s"] = round(time.perf_counter() - start, 1)
         results.append(result)
         print(json.dumps(result, default=str), flush=True)
