@@ -188,6 +188,13 @@ def offload_unavailable(*, unsloth: bool | None, lora_r: int | None, max_length:
     return None
 
 
+def _refuse_unavailable_offload(offload_checkpointing: bool | None, no_offload_reason: str | None) -> None:
+    if no_offload_reason and offload_checkpointing:
+        raise ValueError(f"offload_checkpointing=True cannot apply: {no_offload_reason}. Drop --offload-checkpointing "
+                         "(checkpointing alone: --gradient-checkpointing), or lower --max-tokens-per-batch / "
+                         "--batch-size to save memory.")
+
+
 def plan_memory(shape: BackboneShape, *, free_bytes: float | None, tokens_per_batch: int, lora_r: int | None = 16,
                 on_gpu: bool = True, load_in_4bit: bool | None = None, gradient_checkpointing: bool | None = None,
                 offload_checkpointing: bool | None = None, headroom: float = HEADROOM,
@@ -198,10 +205,7 @@ def plan_memory(shape: BackboneShape, *, free_bytes: float | None, tokens_per_ba
     offloaded and checkpointing stays off unless asked for (host memory is not what limits a CPU run here).
     `no_offload_reason` (`offload_unavailable(...)`): offloading cannot happen in this run, so no option offloads.
     """
-    if no_offload_reason and offload_checkpointing:
-        raise ValueError(f"offload_checkpointing=True cannot apply: {no_offload_reason}. Drop --offload-checkpointing "
-                         "(checkpointing alone: --gradient-checkpointing), or lower --max-tokens-per-batch / "
-                         "--batch-size to save memory.")
+    _refuse_unavailable_offload(offload_checkpointing, no_offload_reason)
     given = {"load_in_4bit": load_in_4bit, "gradient_checkpointing": gradient_checkpointing,
              "offload_checkpointing": offload_checkpointing}
     decided = [k for k, v in given.items() if v is None]
@@ -254,6 +258,9 @@ def plan_for_settings(settings: Any, backbone_folder: str, *, device: str | None
     if settings.input_mode == "embedding":
         tokens = settings.batch_size * settings.num_soft_tokens
     free = torch.cuda.mem_get_info()[0] if on_gpu else None
+    no_offload_reason = offload_unavailable(unsloth=settings.unsloth, lora_r=settings.lora_r,
+                                            max_length=settings.max_length, on_gpu=on_gpu)
+    _refuse_unavailable_offload(settings.offload_checkpointing, no_offload_reason)
     try:
         shape = shape_of(_read_config(backbone_folder))
     except Exception as error:  # a config we cannot read: say so, keep the old behaviour
@@ -266,9 +273,7 @@ def plan_for_settings(settings: Any, backbone_folder: str, *, device: str | None
                           tokens, {"total": float("nan")}, f"config unreadable: {error}", [])
     plan = plan_memory(shape, free_bytes=free, tokens_per_batch=tokens, lora_r=settings.lora_r, on_gpu=on_gpu,
                        load_in_4bit=settings.load_in_4bit, gradient_checkpointing=settings.gradient_checkpointing,
-                       offload_checkpointing=settings.offload_checkpointing,
-                       no_offload_reason=offload_unavailable(unsloth=settings.unsloth, lora_r=settings.lora_r,
-                                                             max_length=settings.max_length, on_gpu=on_gpu))
+                       offload_checkpointing=settings.offload_checkpointing, no_offload_reason=no_offload_reason)
     logger.info(plan.describe())
     print(f"emo_hf: {plan.describe()}")
     return plan
