@@ -20,13 +20,15 @@ def _instruction_model(folder, family="qwen2"):
     return model
 
 
-def _collate(model, prefix, texts=TEXTS):
+def _collate(model, prefix, texts=TEXTS, wrap=None):
+    """The trainer's collator over `texts`; `wrap(collator)` (e.g. FixedShapeCollator) around it if given."""
     from emo_hf.batching import BucketPaddingCollator, bucket_lengths
 
     encoded = model.tokenizer(model.format_texts(texts), truncation=True, max_length=64)
     features = [{"input_ids": ids, "attention_mask": mask, "labels": [1.0, 0.0, float(i % 2)]}
                 for i, (ids, mask) in enumerate(zip(encoded["input_ids"], encoded["attention_mask"]))]
-    return BucketPaddingCollator(model.tokenizer, bucket_lengths(64), prefix)(features)
+    collator = BucketPaddingCollator(model.tokenizer, bucket_lengths(64), prefix)
+    return (wrap(collator) if wrap else collator)(features)
 
 
 def _logits_and_grads(model, batch):
@@ -106,3 +108,22 @@ def test_shared_prefix_is_skipped_where_it_is_not_exact(tiny_family_dirs):
     assert plan_shared_prefix(model)[1]["skipped"].startswith("prompt='plain'")
     gemma = _instruction_model(tiny_family_dirs["gemma3"])  # sliding and full attention layers alternate
     assert "sliding_attention" in plan_shared_prefix(gemma)[1]["skipped"]
+
+
+def test_fixed_batch_shapes_keep_the_shared_prefix_and_the_unpadded_batchs_gradients(tiny_family_dirs):
+    """The qwen2.5-0.5b preset has --fixed-batch-shapes, so --shared-prefix on it pads the marked batch with filler
+    rows (copies of its first row, weight 0): the batch stays marked, and the real rows' logits and the LoRA gradients
+    are the unpadded batch's."""
+    from emo_hf.batching import FixedShapeCollator, TokenBudgetBatchSampler, bucket_lengths
+    from emo_hf.shared_prefix import plan_shared_prefix
+
+    model = _instruction_model(tiny_family_dirs["qwen2"])
+    prefix, _ = plan_shared_prefix(model)
+    plain = _collate(model, prefix)
+    rows, length = plain["input_ids"].shape
+    sampler = TokenBudgetBatchSampler([length] * 40, 3 * rows * length, bucket_lengths(64), merge_sparse_buckets=True)
+    fixed = _collate(model, prefix, wrap=lambda collator: FixedShapeCollator(collator, sampler))
+    assert fixed["input_ids"].shape == (3 * rows, length) and fixed["row_weight"].sum() == rows
+    assert fixed["shared_prefix_length"] == plain["shared_prefix_length"] == len(prefix)
+    want, got = _logits_and_grads(model, plain), _logits_and_grads(model, fixed)
+    _assert_same((got[0][:rows], got[1]), want)
