@@ -171,13 +171,18 @@ def eval_tokens_per_batch(shape: BackboneShape, *, tokens_per_batch: int, gradie
     return int(max(tokens_per_batch, min(EVAL_BUDGET_CAP * tokens_per_batch, fits)))
 
 
-def offload_unavailable(*, unsloth: bool | None, lora_r: int | None, max_length: int, on_gpu: bool) -> str | None:
+def offload_unavailable(*, unsloth: bool | None, lora_r: int | None, max_length: int, on_gpu: bool,
+                        load_in_4bit: bool | None = None) -> str | None:
     """None if a run with these settings could train with Unsloth's offloaded checkpointing, else why not (the plan
-    then never picks it, and an explicit offload_checkpointing=True is refused: before, it was silently not applied)."""
+    then never picks it, and an explicit offload_checkpointing=True is refused: before, it was silently not applied).
+    Unsloth trains a run when asked (`unsloth=True`), or when unset and the backbone is 4-bit (emo_hf.backbones)."""
     if not on_gpu:
         return "offloading is GPU-only"
     if unsloth is False or not lora_r:
         return "only Unsloth offloads (--no-unsloth or no LoRA: transformers + peft, which has no offloading)"
+    if unsloth is None and load_in_4bit is False:
+        return ("only Unsloth offloads, and a 16-bit backbone trains through transformers + peft unless --unsloth "
+                "is given")
     from .backbones.training import unsloth_available
 
     if not unsloth_available():
@@ -259,7 +264,8 @@ def plan_for_settings(settings: Any, backbone_folder: str, *, device: str | None
         tokens = settings.batch_size * settings.num_soft_tokens
     free = torch.cuda.mem_get_info()[0] if on_gpu else None
     no_offload_reason = offload_unavailable(unsloth=settings.unsloth, lora_r=settings.lora_r,
-                                            max_length=settings.max_length, on_gpu=on_gpu)
+                                            max_length=settings.max_length, on_gpu=on_gpu,
+                                            load_in_4bit=settings.load_in_4bit)
     _refuse_unavailable_offload(settings.offload_checkpointing, no_offload_reason)
     try:
         shape = shape_of(_read_config(backbone_folder))

@@ -243,6 +243,10 @@ def test_the_plan_never_offloads_where_unsloth_would_not_and_refuses_an_explicit
     short = offload_unavailable(unsloth=None, lora_r=16, max_length=128, on_gpu=True)
     assert "from max_length 512 (here 128)" in short
     assert "Unsloth" in offload_unavailable(unsloth=False, lora_r=16, max_length=1024, on_gpu=True)
+    # 16-bit trains through peft unless --unsloth is given: offloading then needs it
+    assert "unless --unsloth" in offload_unavailable(unsloth=None, lora_r=16, max_length=1024, on_gpu=True,
+                                                     load_in_4bit=False)
+    assert offload_unavailable(unsloth=True, lora_r=16, max_length=1024, on_gpu=True, load_in_4bit=False) is None
     assert "GPU-only" in offload_unavailable(unsloth=None, lora_r=16, max_length=1024, on_gpu=False)
     monkeypatch.setattr(training, "unsloth_available", lambda: False)
     assert "not installed" in offload_unavailable(unsloth=None, lora_r=16, max_length=1024, on_gpu=True)
