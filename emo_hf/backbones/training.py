@@ -258,8 +258,10 @@ def _load_with_unsloth(backbone: str, source: str, tokenizer, settings: LoraSett
     # (emo_hf.memory_plan.UNSLOTH_OFFLOAD_MIN_LENGTH); the memory plan no longer asks for it there, direct callers may.
     applied = getattr(peft_model, "_unsloth_gradient_checkpointing", checkpointing)
     if checkpointing == "unsloth" and applied != "unsloth":
-        logger.warning("Unsloth checkpoints without offloading at max_length=%d (it offloads from 512 tokens); "
-                       "its use_gradient_checkpointing is %r", max_length, applied)
+        from ..memory_plan import UNSLOTH_OFFLOAD_MIN_LENGTH
+
+        logger.warning("Unsloth checkpoints without offloading at max_length=%d (it offloads from %d tokens); "
+                       "its use_gradient_checkpointing is %r", max_length, UNSLOTH_OFFLOAD_MIN_LENGTH, applied)
     decoder = text_backbone(peft_model.base_model.model.model)  # the decoder stack: last_hidden_state after the norm
     model = EmoModelForMultiLabel.from_loaded_backbone(decoder, tokenizer, backbone, lora=lora_dict, **common)
     # Keep Unsloth's wrapper alive without registering it as a submodule (its parameters are the decoder's).
