@@ -172,16 +172,17 @@ def ensure_data(source, out: Path, balances: list[str], *, target_per_label: int
 def run_variant(variant: Variant, settings, data_dir: Path, out: Path, *, show_progress: bool = True) -> None:
     """Train (continuing an interrupted run) and evaluate on test into `out` (report.json written last)."""
     from .pipeline import evaluate_model
-    from .trainer import TRAINING_INFO_NAME, _last_checkpoint, train
+    from .checkpoints import newest_complete_checkpoint
+    from .trainer import TRAINING_INFO_NAME, train
 
     model_dir = out / "model"
     if not (model_dir / TRAINING_INFO_NAME).is_file():
         checkpoints = out / "checkpoints"
-        resume = _last_checkpoint(str(checkpoints)) is not None
+        resume = newest_complete_checkpoint(str(checkpoints)) is not None
         if not resume:  # nothing to continue from: start clean (a half-written first checkpoint is discarded)
             shutil.rmtree(checkpoints, ignore_errors=True)
         else:
-            print(f"  {variant.name}: continuing from {_last_checkpoint(str(checkpoints))}", flush=True)
+            print(f"  {variant.name}: continuing from {newest_complete_checkpoint(str(checkpoints))}", flush=True)
         train(data_dir, out, settings, resume=resume, show_progress=show_progress)
     evaluate_model(model_dir, data_dir, "test", out, baselines=False, show_progress=show_progress,
                    meta={"preset": settings.preset, "ablation_variant": variant.name})
@@ -234,7 +235,7 @@ def run_ablation(
 ) -> dict[str, Any]:
     """Run the selected variants not finished yet, then write OUT/ablation.{json,md,png}; returns the summary."""
     from .presets import get_preset
-    from .trainer import _device_name
+    from .training_record import device_name
 
     out = Path(out)
     names = parse_only(only)
@@ -283,7 +284,7 @@ def run_ablation(
     summary = {
         "command": command,
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": _device_name(),
+        "machine": device_name(),
         "source": str(source),
         "settings": shared,
         "base_settings": base.to_dict(),

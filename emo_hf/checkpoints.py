@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STAGING_PREFIX = ".tmp-checkpoint-"
-MODEL_TEMP_PREFIX = ".model.tmp-"        # OUT/model is written here first (emo_hf.trainer.save_model_folder)
+MODEL_TEMP_PREFIX = ".model.tmp-"        # OUT/model is written here first (emo_hf.training_record.save_trained_model)
 SAVE_TEMP_PREFIX = ".tmp-emo-save-"      # EmoModelForMultiLabel.save_pretrained's own staging folder
 OLD_PREFIX = ".model.old-"               # an earlier OUT/model moved aside while the new one is moved in
 # What `emo-hf train` / `emo-hf run` write at the top of OUT (plus hidden temp names): a folder holding anything

@@ -7,9 +7,9 @@
 The exported folder holds what `AutoModel.from_pretrained(folder_or_repo, trust_remote_code=True)` needs and nothing
 else (no Trainer checkpoints or logs): config.json (with auto_map), thresholds.json, head.safetensors, the LoRA adapter
 (adapter/adapter_config.json + adapter/adapter_model.safetensors) when the model has one, backbone.safetensors when
-the model saved its whole backbone, the tokenizer files (text mode), configuration.py + modeling.py, report.json /
-training_info.json and the charts they name when present, and a README.md model card generated from them
-(emo_hf.model_card).
+the model saved its whole backbone, the tokenizer files (text mode), the model's code (configuration.py, modeling.py
+and the files it imports), report.json / training_info.json and the charts they name when present, and a README.md
+model card generated from them (emo_hf.model_card).
 Nothing heavy is imported here (no torch): export checks files, it does not load the model.
 """
 
@@ -25,8 +25,10 @@ logger = logging.getLogger(__name__)
 
 MODEL_TYPE = "emo_multilabel"
 REQUIRED_FILES = ("config.json", "thresholds.json", "head.safetensors", "configuration.py", "modeling.py")
+# ...and the sibling files modeling.py imports (remote_code_files): emo_hf.modeling_files.REMOTE_CODE_FILES for a model
+# saved now, configuration.py alone for one saved before modeling.py was split (2026-12-04).
 # In a sub-folder: with adapter_config.json at the repo root, transformers' AutoModel.from_pretrained(hub_id) would
-# take the repo for a PEFT adapter and load its bare base model (see emo_hf/modeling.py's docstring).
+# take the repo for a PEFT adapter and load its bare base model (see emo_hf/modeling_files.py's docstring).
 ADAPTER_FILES = ("adapter/adapter_config.json", "adapter/adapter_model.safetensors")
 ROOT_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # the older layout, refused
 OPTIONAL_FILES = ("backbone.safetensors", "report.json", "report.md", "training_info.json")
@@ -63,7 +65,8 @@ def check_model_folder(model_dir: str | Path) -> dict:
     if config.get("model_type") != MODEL_TYPE:
         raise ValueError(f"{config_file} has model_type {config.get('model_type')!r}, not {MODEL_TYPE!r}: "
                          f"{str(model_dir)!r} is not an emo_hf model; pass a folder trained with emo_hf")
-    problems = [f"{name} is missing" for name in REQUIRED_FILES if not (model_dir / name).is_file()]
+    problems = [f"{name} is missing" for name in dict.fromkeys((*REQUIRED_FILES, *remote_code_files(model_dir)))
+                if not (model_dir / name).is_file()]
     if any((model_dir / name).is_file() for name in ROOT_ADAPTER_FILES):
         problems.append("the LoRA adapter files (adapter_config.json, adapter_model.safetensors) are at the folder "
                         "root (older layout), where transformers would load a Hub repo of it as a bare PEFT adapter "
@@ -131,11 +134,39 @@ def _inside(model_dir: Path, relative: object) -> str | None:
     return path.relative_to(root).as_posix()
 
 
+def remote_code_files(model_dir: str | Path) -> list[str]:
+    """The `.py` files of the folder's remote code: modeling.py and configuration.py and, transitively, every sibling
+    they import relatively (`from .modeling_files import ...`), as transformers fetches them for trust_remote_code.
+    Parsed with `ast` rather than transformers.dynamic_module_utils.get_relative_import_files, which would import
+    transformers (export imports nothing heavy)."""
+    import ast
+
+    model_dir = Path(model_dir)
+    found: list[str] = []
+    pending = ["modeling.py", "configuration.py"]
+    while pending:
+        name = pending.pop(0)
+        if name in found:
+            continue
+        found.append(name)
+        path = model_dir / name
+        if not path.is_file():
+            continue  # reported as missing by the caller
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        except (SyntaxError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path} is not valid Python ({error}); {SAVE_AGAIN}") from None
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                pending.append(f"{node.module.split('.')[0]}.py")
+    return found
+
+
 def exported_files(model_dir: str | Path) -> list[str]:
     """The files of `model_dir` that an export copies (relative posix paths), README.md excluded (regenerated)."""
     model_dir = Path(model_dir)
-    names = [name for name in (*REQUIRED_FILES, *ADAPTER_FILES, *OPTIONAL_FILES, *TOKENIZER_FILES)
-             if (model_dir / name).is_file()]
+    names = [name for name in (*REQUIRED_FILES, *remote_code_files(model_dir), *ADAPTER_FILES, *OPTIONAL_FILES,
+                               *TOKENIZER_FILES) if (model_dir / name).is_file()]
     linked = []
     for json_name, keys in (("report.json", ("plots",)), ("training_info.json", ("data", "chart"))):
         if not (model_dir / json_name).is_file():

@@ -192,7 +192,7 @@ def render_model_card(model_dir: str | Path, *, repo_id: str | None = None, name
              ("head.safetensors", "the classification head (`head.safetensors`)"),
              ("thresholds.json", "the per-label thresholds (`thresholds.json`, also in `config.json`)"),
              ("tokenizer_config.json", "the tokenizer"),
-             ("modeling.py", "the model code for `trust_remote_code`"),
+             ("modeling.py", "the model code for `trust_remote_code` (`configuration.py`, `modeling*.py`)"),
              ("report.json", "the evaluation report (`report.json`)"),
              ("training_info.json", "the training record (`training_info.json`)")]
     shipped = [what for file, what in files if (model_dir / file).is_file()]

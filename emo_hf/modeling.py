@@ -5,33 +5,18 @@
     >>> model.predict(["What a lovely day!"])          # [{'labels': [...], 'probabilities': {'joy': 0.51, ...}}]
     >>> model.save_pretrained("my-model")              # then AutoModel.from_pretrained("my-model", trust_remote_code=True)
 
-This file is copied next to saved models for `trust_remote_code=True`: it imports `.configuration` relatively and
-nothing from `emo_hf`, so everything needed to load a saved model and predict lives in these two files.
-
-Saved folder layout (`save_pretrained`) and why:
-    config.json                 EmoConfig (labels, thresholds, backbone id + its config, LoRA settings, auto_map)
-    thresholds.json             {label: threshold}, readable and editable (it wins over config.json when loading)
-    head.safetensors            `score.*` and `projection.*` only, float32, with the labels in its metadata
-    adapter/adapter_config.json         the LoRA adapter in PEFT's own layout, *for the backbone alone*: its keys
-    adapter/adapter_model.safetensors   are those of `PeftModel(backbone)`, so plain peft can also apply it to the
-                                base model (`PeftModel.from_pretrained(base, folder, subfolder="adapter")`). The head is
-                                not part of the backbone, hence its own file rather than PEFT's modules_to_save (which
-                                would tie the adapter to this wrapper's module names). In a sub-folder, not at the
-                                root: transformers' `AutoModel.from_pretrained(hub_id)` takes a repo with a root-level
-                                adapter_config.json for a PEFT adapter repo and loads the bare base model instead.
-                                (Folders saved with the adapter at the root still load locally with from_pretrained.)
-    backbone.safetensors        optional: the whole backbone (default when no LoRA is applied and it is not 4-bit);
-                                otherwise the base weights are loaded from `backbone_name_or_path` (Hub or offline).
-    tokenizer files, configuration.py, modeling.py
+The classifier lives here; its neighbours hold the rest of a saved model's code:
+    modeling_files.py           the saved folder's layout, and writing / reading it (save_pretrained, from_pretrained)
+    modeling_backbone.py        loading the base backbone and the saved tokenizer (emo_hf.backbones inside emo_hf)
+    modeling_shared_prefix.py   the instruction prompt's shared prefix run once per training batch
+These files and configuration.py are copied next to saved models for `trust_remote_code=True`
+(modeling_files.REMOTE_CODE_FILES): they import each other relatively and nothing from `emo_hf`, so everything needed
+to load a saved model and predict travels with it.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,95 +25,23 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration import PROMPT_QUESTION, EmoConfig, resolve_pretrained
+from .modeling_backbone import (INSIDE_EMO_HF, TRAINING_PADDING_SIDE, emo_hf_module, ensure_pad_token, is_4bit,
+                                pad_as_in_training, plain_load_backbone, text_backbone)
+from .modeling_files import (ADAPTER_DIR, BACKBONE_FILE, HEAD_FILE, REMOTE_CODE_FILES, THRESHOLDS_FILE,
+                             load_head, load_model_folder, load_trained_weights, save_model_folder)
+from .modeling_shared_prefix import backbone_with_shared_prefix
 
-logger = logging.getLogger(__name__)
-
-HEAD_FILE = "head.safetensors"
-BACKBONE_FILE = "backbone.safetensors"
-ADAPTER_DIR = "adapter"  # sub-folder of the LoRA adapter files (never the root: see the module docstring)
-ADAPTER_CONFIG_FILE = "adapter_config.json"
-ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
-THRESHOLDS_FILE = "thresholds.json"
-# Every emo_hf model trains on right-padded batches (the token-budget collator pads right; the families' tokenizers
-# are set to the right: emo_hf.backbones.families), so a saved model predicts padding on the right too.
-TRAINING_PADDING_SIDE = "right"
-ADAPTER_NAME = "default"  # PEFT's default adapter name, used by peft and Unsloth alike
-# Config keys compared between a saved model and the backbone it is loaded onto.
-_SHAPE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-               "intermediate_size", "vocab_size", "head_dim")
+# Names other modules import from here (the folder layout, the tokenizer helpers), kept importable from this module.
+__all__ = ["ADAPTER_DIR", "BACKBONE_FILE", "HEAD_FILE", "REMOTE_CODE_FILES", "THRESHOLDS_FILE",
+           "TRAINING_PADDING_SIDE", "EmoModelForMultiLabel", "EmoModelOutput", "ensure_pad_token", "focal_loss",
+           "pad_as_in_training", "text_backbone"]
 
 
-# The instruction prompt's shared prefix, run once per batch (training only: emo_hf.shared_prefix decides when and
-# tests/test_shared_prefix.py checks it against whole rows). The attention function's name in transformers' registry
-# (AttentionInterface), set on the backbone's config only for the duration of a packed call
-# (EmoModelForMultiLabel._backbone_with_shared_prefix): every other call keeps the backbone's own attention.
-_PACKED_ATTENTION = "emo_shared_prefix"
-
-
-def _packed_inputs(input_ids, attention_mask, prefix: int):
-    """A right-padded batch [B, P + L] whose rows all begin with the same P tokens, packed for one backbone call:
-    (input_ids [1, P + B*L]: the prefix once, then each row's L own tokens; position_ids [1, P + B*L]: 0..P-1, then
-    P..P+L-1 for every row; mask [B, 1, L, P + L] bool: row b's query i sees the whole prefix and its own tokens j <= i
-    that are not padding)."""
-    rows, width = input_ids.shape
-    own = width - prefix
-    device = input_ids.device
-    ids = torch.cat([input_ids[0, :prefix], input_ids[:, prefix:].reshape(-1)]).unsqueeze(0)
-    positions = torch.arange(width, device=device)
-    position_ids = torch.cat([positions[:prefix], positions[prefix:].repeat(rows)]).unsqueeze(0)
-    causal = torch.ones(own, own, dtype=torch.bool, device=device).tril()  # [L, L]
-    own_keys = attention_mask[:, prefix:].bool()  # [B, L]
-    mask = torch.cat([torch.ones(rows, own, prefix, dtype=torch.bool, device=device),
-                      causal.unsqueeze(0) & own_keys.unsqueeze(1)], dim=2).unsqueeze(1)  # [B, 1, L, P + L]
-    return ids, position_ids, mask
-
-
-def _shared_prefix_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
-                             shared_prefix_mask=None, **kwargs):
-    """Attention over a packed batch (`_packed_inputs`), in transformers' attention-function signature: query [1, H,
-    P + B*L, d], key / value [1, H_kv, P + B*L, d] (rotary already applied) -> ([1, P + B*L, H, d], None). Without
-    `shared_prefix_mask` (an unpacked call) it is transformers' SDPA attention."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    if shared_prefix_mask is None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
-                                      **kwargs)
-    rows, own, width = shared_prefix_mask.shape[0], shared_prefix_mask.shape[2], shared_prefix_mask.shape[3]
-    prefix = width - own
-    groups = query.shape[1] // key.shape[1]
-    if groups > 1:  # grouped-query attention: each key/value head serves `groups` query heads
-        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
-
-    def per_row(x):  # [1, H, B*L, d] -> [B, H, L, d]
-        return x.unflatten(2, (rows, own)).squeeze(0).transpose(0, 1)
-
-    ahead = F.scaled_dot_product_attention(query[:, :, :prefix], key[:, :, :prefix], value[:, :, :prefix],
-                                           is_causal=True, scale=scaling)  # [1, H, P, d]
-    keys = torch.cat([key[:, :, :prefix].expand(rows, -1, -1, -1), per_row(key[:, :, prefix:])], dim=2)
-    values = torch.cat([value[:, :, :prefix].expand(rows, -1, -1, -1), per_row(value[:, :, prefix:])], dim=2)
-    own_out = F.scaled_dot_product_attention(per_row(query[:, :, prefix:]), keys, values,
-                                             attn_mask=shared_prefix_mask, scale=scaling)  # [B, H, L, d]
-    out = torch.cat([ahead, own_out.transpose(0, 1).flatten(1, 2).unsqueeze(0)], dim=2)  # [1, H, P + B*L, d]
-    return out.transpose(1, 2).contiguous(), None
-
-
-def _register_packed_attention() -> str:
-    """Register `_shared_prefix_attention` with transformers under `_PACKED_ATTENTION` (idempotent)."""
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(_PACKED_ATTENTION, _shared_prefix_attention)
-    return _PACKED_ATTENTION
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Loss
-# ----------------------------------------------------------------------------------------------------------------------
 def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0,
                alpha: torch.Tensor | Sequence[float] | None = None,
                row_weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -167,219 +80,6 @@ class EmoModelOutput(ModelOutput):
     logits: torch.Tensor | None = None
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Backbone helpers
-# ----------------------------------------------------------------------------------------------------------------------
-def text_backbone(model: nn.Module) -> nn.Module:
-    """The text decoder/encoder stack of a loaded model (the language model of a multimodal Mistral 3)."""
-    language_model = getattr(model, "language_model", None)
-    return language_model if isinstance(language_model, nn.Module) else model
-
-
-# Loading a saved model's base backbone. Inside emo_hf this is emo_hf.backbones (offline copies, GGUF files converted
-# once to a bf16 folder, per-family pad tokens). This file is also the trust_remote_code copy saved next to models,
-# where emo_hf may not be installed and which may import only `.configuration`: there a small plain-transformers
-# loader does the same for a folder, a `.gguf` file or a Hub id.
-_INSIDE_EMO_HF = __name__ == "emo_hf.modeling"
-
-
-def _emo_hf(module: str):
-    """`emo_hf.<module>`, imported by name: transformers scans a remote-code file's import statements and refuses to
-    run it unless every imported package is installed, so this file has no `import emo_hf` statement at all."""
-    import importlib
-
-    return importlib.import_module(f"emo_hf.{module}")
-
-
-def _plain_load_backbone(name_or_path: str, gguf_file: str | None = None, *, dtype: torch.dtype | None = None,
-                         quantization_config: Any = None, device_map: Any = None) -> PreTrainedModel:
-    """The trust_remote_code loader: a folder or `.gguf` file as it is (the GGUF dequantised by transformers, its
-    GGUF quantizer detached), else the Hub id's own weights (a GGUF name recorded for an emo_hf offline copy does
-    not exist on the Hub: the Hub's original weights are loaded, which the GGUF approximates)."""
-    folder, resolved_gguf = resolve_pretrained(name_or_path)
-    gguf_file = resolved_gguf or (gguf_file if Path(folder).is_dir() and (Path(folder) / str(gguf_file)).is_file()
-                                  else None)
-    kwargs: dict[str, Any] = {"dtype": dtype or torch.float32}
-    if gguf_file:
-        kwargs["gguf_file"] = gguf_file
-    if quantization_config is not None:
-        kwargs["quantization_config"] = quantization_config
-    if device_map is not None:
-        kwargs["device_map"] = device_map
-    model, info = AutoModel.from_pretrained(folder, output_loading_info=True, **kwargs)
-    if gguf_file:
-        model.hf_quantizer = None  # the weights are plain tensors by now; the GGUF quantizer only blocks saving
-    missing = [key for key in info.get("missing_keys", ()) if "vision" not in key and "multi_modal" not in key]
-    if missing:  # those weights would be random: refuse rather than classify with a half-initialised backbone
-        raise ValueError(f"The checkpoint {name_or_path!r} lacks {len(missing)} weight(s) of its backbone, e.g. "
-                         f"{sorted(missing)[:5]}: it does not match its config. Check the path / gguf file.")
-    backbone = text_backbone(model)
-    if backbone is not model and hasattr(model, "vision_tower"):
-        del model.vision_tower  # free the vision tower's memory: the classifier reads text only
-    return backbone
-
-
-def _load_base_backbone(name_or_path: str, gguf_file: str | None = None, **kwargs: Any) -> PreTrainedModel:
-    if _INSIDE_EMO_HF:
-        return _emo_hf("backbones.loading").load_pretrained_backbone(name_or_path, gguf_file, **kwargs)
-    return _plain_load_backbone(name_or_path, gguf_file, **kwargs)
-
-
-def _match_saved_vocab(base: nn.Module, saved: PretrainedConfig | None) -> None:
-    """Give the embedding the rows the model was trained with: a pad token that emo_hf added to a vocabulary with no
-    reserved one has a row the base checkpoint lacks. Its values never reach the logits (pads come after the text
-    under causal attention, or are masked), so the new rows need not be saved."""
-    rows = base.get_input_embeddings().weight.shape[0]
-    wanted = getattr(saved, "vocab_size", None) if saved is not None else None
-    if isinstance(wanted, int) and wanted > rows:
-        base.resize_token_embeddings(wanted, mean_resizing=False)
-
-
-def _load_saved_tokenizer(folder: Path, config: PretrainedConfig, trust_remote_code: bool | None = None):
-    """The tokenizer saved in a model folder, loaded without ever asking whether to trust remote code.
-
-    `AutoTokenizer.from_pretrained(folder)` alone would read config.json through AutoConfig; where emo_hf is not
-    imported (the trust_remote_code copy of this file), `emo_multilabel` is unknown there and config.json's auto_map
-    makes transformers prompt "Do you wish to run the custom code? [y/N]" (and wait) before falling back. Passing the
-    already loaded config skips that lookup, and trust_remote_code is always given explicitly: True where the user
-    already trusted this folder's code (this file runs as remote code, or trust_remote_code=True was passed), False
-    otherwise, so a tokenizer with code of its own is refused with an error rather than a prompt.
-    """
-    trusted = bool(trust_remote_code) or not _INSIDE_EMO_HF
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), config=config, trust_remote_code=trusted)
-    return pad_as_in_training(ensure_pad_token(tokenizer))
-
-
-def pad_as_in_training(tokenizer):
-    """`tokenizer` padding on the side the model was trained with (TRAINING_PADDING_SIDE), also when it is saved again.
-
-    Why: a tokenizer's `padding_side` attribute is not written by `save_pretrained` (only its init kwargs are), so a
-    reloaded tokenizer pads on its class's default: GemmaTokenizer's is the left. Gemma 3 270M, trained right-padded on
-    the H200, scored validation macro-F1 0.527 in its run and 0.395 reloaded left-padded (docs/results.md, "Decoders";
-    with this fix, 0.526 in the run and 0.525 reloaded, H200 2026-12-02); folders saved before it get the side here on
-    load.
-    emo_hf.backbones.families.set_padding_side does the same for a family's side; not imported here because this file
-    also runs as a saved model's remote code, without emo_hf."""
-    tokenizer.padding_side = TRAINING_PADDING_SIDE
-    tokenizer.init_kwargs["padding_side"] = TRAINING_PADDING_SIDE
-    return tokenizer
-
-
-def ensure_pad_token(tokenizer):
-    """A pad token for a tokenizer saved without one (folders saved before emo_hf chose pads per family): eos.
-    New models get their family's reserved pad token at load time (emo_hf.backbones.families), saved with them."""
-    if tokenizer.pad_token is None:
-        fallback = tokenizer.eos_token or tokenizer.unk_token
-        if fallback is None:
-            raise ValueError(f"The tokenizer {type(tokenizer).__name__} has no pad, eos or unk token to pad with: "
-                             "set one, e.g. tokenizer.pad_token = '<pad>' after adding it to the vocabulary.")
-        tokenizer.pad_token = fallback
-    return tokenizer
-
-
-def _is_4bit(module: nn.Module) -> bool:
-    return any(type(p).__name__ == "Params4bit" for p in module.parameters())
-
-
-def _check_backbone_matches(saved: PretrainedConfig | None, loaded: PretrainedConfig, source: str) -> None:
-    if saved is None:
-        return
-    loaded = loaded.get_text_config()
-    diffs = {key: (getattr(saved, key, None), getattr(loaded, key, None)) for key in _SHAPE_KEYS
-             if getattr(saved, key, None) != getattr(loaded, key, None)}
-    if diffs:
-        raise ValueError(
-            f"The backbone loaded from {source!r} does not match the one this model was trained on "
-            f"(saved vs loaded: {diffs}). Pass the right base model: "
-            "EmoModelForMultiLabel.from_pretrained(folder, backbone_name_or_path='<the original backbone>')."
-        )
-
-
-# LoRA weights of the backbone in PEFT's saved layout: "base_model.model.<module path>.lora_A.weight" on disk,
-# "<module path>.lora_A.default.weight" in the live module (peft and Unsloth both name the adapter "default").
-def _is_lora_key(key: str) -> bool:
-    return any(part.startswith("lora_") for part in key.split("."))
-
-
-def lora_state_dict(backbone: nn.Module) -> dict[str, torch.Tensor]:
-    """The backbone's LoRA weights with PEFT's on-disk names."""
-    state = {}
-    for key, value in backbone.state_dict().items():
-        if not _is_lora_key(key):
-            continue
-        parts = key.split(".")
-        parts = [p for i, p in enumerate(parts) if not (p == ADAPTER_NAME and i and parts[i - 1].startswith("lora_"))]
-        state["base_model.model." + ".".join(parts)] = value.detach().to("cpu").contiguous()
-    return state
-
-
-def _to_live_lora_key(key: str) -> str:
-    parts = key.removeprefix("base_model.model.").split(".")
-    out = []
-    for i, part in enumerate(parts):
-        out.append(part)
-        if part.startswith("lora_") and (i + 1 >= len(parts) or parts[i + 1] != ADAPTER_NAME):
-            out.append(ADAPTER_NAME)
-    return ".".join(out)
-
-
-def find_adapter_folder(folder: Path) -> Path | None:
-    """The folder holding the LoRA adapter of the saved model `folder`: `folder/adapter`, or `folder` itself for a
-    model saved with the adapter at the root (older layout); None when there is no complete adapter."""
-    for candidate in (folder / ADAPTER_DIR, folder):
-        if (candidate / ADAPTER_CONFIG_FILE).is_file() and (candidate / ADAPTER_WEIGHTS_FILE).is_file():
-            return candidate
-    return None
-
-
-def load_lora_adapter(backbone: nn.Module, folder: Path) -> None:
-    """Inject the LoRA adapter saved in `folder` (the adapter's own folder: adapter_config.json and
-    adapter_model.safetensors) into `backbone` (in place) and load its weights, strictly."""
-    from peft import LoraConfig, inject_adapter_in_model
-
-    lora_config = LoraConfig.from_pretrained(str(folder))
-    inject_adapter_in_model(lora_config, backbone, adapter_name=ADAPTER_NAME)
-    saved = _read_weights(folder / ADAPTER_WEIGHTS_FILE)
-    live_keys = {k for k in backbone.state_dict() if _is_lora_key(k)}
-    state = {_to_live_lora_key(k): v for k, v in saved.items()}
-    missing, unexpected = sorted(live_keys - set(state)), sorted(set(state) - live_keys)
-    if missing or unexpected:
-        raise ValueError(f"The LoRA adapter in {str(folder)!r} does not fit the backbone: missing "
-                         f"{missing[:5]}, unexpected {unexpected[:5]} ({len(missing)} / {len(unexpected)} in all). "
-                         "Was it saved from a different backbone? Check backbone_name_or_path in config.json.")
-    # Linear4bit LoRA layers keep their adapter weights in the compute dtype; load_state_dict copies (and casts).
-    backbone.load_state_dict(state, strict=False)
-
-
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """`safetensors.torch.load_file` whose error names the file (a truncated copy says only "incomplete metadata")."""
-    try:
-        return load_file(str(path))
-    except Exception as error:  # SafetensorError (not importable by name across versions), OSError
-        raise ValueError(f"{path} is not a readable safetensors file ({error}): it is truncated or corrupt; copy it "
-                         "again or save the model again") from None
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); fix it or save the model again") from None
-
-
-def _respect_umask(folder: Path) -> None:
-    """Give `folder` and everything in it the modes the umask asks for (0755 / 0644 under umask 022): safetensors
-    writes its files 0600 and mkdtemp makes 0700, whatever the umask."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    for path in [folder, *folder.rglob("*")]:
-        if not path.is_symlink():
-            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# The model
-# ----------------------------------------------------------------------------------------------------------------------
 class EmoModelForMultiLabel(PreTrainedModel):
     """A backbone (decoder or encoder), pooled, then dropout and a linear `score` head: one logit per emotion.
 
@@ -444,7 +144,7 @@ class EmoModelForMultiLabel(PreTrainedModel):
 
     def _mark_if_quantized(self) -> None:
         # Tells transformers' Trainer not to `.to()` the model (it is placed already; bitsandbytes weights stay put).
-        if _is_4bit(self.backbone):
+        if is_4bit(self.backbone):
             from transformers.utils.quantization_config import QuantizationMethod
 
             self.quantization_method = QuantizationMethod.BITS_AND_BYTES
@@ -496,7 +196,8 @@ class EmoModelForMultiLabel(PreTrainedModel):
             if token_type_ids is not None:
                 extra["token_type_ids"] = token_type_ids
             if shared_prefix_length and input_ids.shape[1] > shared_prefix_length and not config.is_encoder_backbone:
-                out = self._backbone_with_shared_prefix(input_ids, attention_mask, shared_prefix_length)
+                out = backbone_with_shared_prefix(self.backbone, input_ids, attention_mask,
+                                                  shared_prefix_length)
                 attention_mask = attention_mask[:, shared_prefix_length:]  # the rows' own tokens, as out[0]
             else:
                 out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra)
@@ -508,26 +209,6 @@ class EmoModelForMultiLabel(PreTrainedModel):
             loss = focal_loss(logits.float(), labels.to(logits.device).float(), config.focal_gamma, config.focal_alpha,
                               row_weight)
         return EmoModelOutput(loss=loss, logits=logits)
-
-    def _backbone_with_shared_prefix(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix: int):
-        """The decoder's output for the rows' own tokens, as a 1-tuple ([batch, seq - prefix, hidden],), the shared
-        first `prefix` tokens (the instruction prompt's template and question: 30 of Qwen2.5's ~58 tokens per
-        GoEmotions row) computed once for the batch. Exact under causal attention (no token before position `prefix`
-        sees a later one, so the prefix is the same in every row): the batch goes through the backbone as one packed
-        sequence, the prefix once and then every row's own tokens (`_packed_inputs`), with `_shared_prefix_attention`
-        (the rows read the prefix's keys and values; gradients reach the prefix summed over the rows). Training only:
-        emo_hf.shared_prefix's collator marks such batches."""
-        rows, width = input_ids.shape
-        ids, position_ids, mask = _packed_inputs(input_ids, attention_mask, prefix)  # [1,P+BL] [1,P+BL] [B,1,L,P+L]
-        config = self.backbone.config
-        own_attention = config._attn_implementation
-        config._attn_implementation = _register_packed_attention()  # for this call only; not saved in config.json
-        try:
-            out = self.backbone(input_ids=ids, position_ids=position_ids, attention_mask=None, use_cache=False,
-                                shared_prefix_mask=mask)
-        finally:
-            config._attn_implementation = own_attention
-        return (out[0][0, prefix:].unflatten(0, (rows, width - prefix)),)  # [B, L, hidden]
 
     def _pool(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.config.pooling == "mean":
@@ -687,15 +368,15 @@ class EmoModelForMultiLabel(PreTrainedModel):
         """
         gguf_file = config_kwargs.pop("backbone_gguf_file", None)
         kwargs = dict(dtype=dtype, quantization_config=quantization_config, device_map=device_map)
-        if _INSIDE_EMO_HF:
-            loading = _emo_hf("backbones.loading")
+        if INSIDE_EMO_HF:
+            loading = emo_hf_module("backbones.loading")
             source, gguf_file = loading.backbone_source(backbone, gguf_file)
             base = loading.load_pretrained_backbone(source, **kwargs)
             tokenizer = loading.load_tokenizer(source)
         else:
             folder, resolved = resolve_pretrained(backbone)
             gguf_file = resolved or gguf_file
-            base = _plain_load_backbone(backbone, gguf_file, **kwargs)
+            base = plain_load_backbone(backbone, gguf_file, **kwargs)
             tokenizer = AutoTokenizer.from_pretrained(folder, **({"gguf_file": gguf_file} if gguf_file else {}))
         return cls.from_loaded_backbone(base, tokenizer, backbone, labels=labels, input_mode=input_mode,
                                         backbone_gguf_file=gguf_file, **config_kwargs)
@@ -708,10 +389,10 @@ class EmoModelForMultiLabel(PreTrainedModel):
         the tokenizer gets its family's pad token (emo_hf.backbones.families; a new one gets an embedding row) and
         the family's pooling is recorded in the config."""
         base_config = base.config.get_text_config()
-        if _INSIDE_EMO_HF:
-            families = _emo_hf("backbones.families")
+        if INSIDE_EMO_HF:
+            families = emo_hf_module("backbones.families")
             families.prepare_tokenizer(tokenizer, base_config.model_type)
-            _emo_hf("backbones.loading").ensure_embedding_rows(base, tokenizer)
+            emo_hf_module("backbones.loading").ensure_embedding_rows(base, tokenizer)
             config_kwargs.setdefault("pooling", families.family_for(base_config.model_type).pooling)
         else:
             tokenizer = ensure_pad_token(tokenizer)
@@ -730,81 +411,16 @@ class EmoModelForMultiLabel(PreTrainedModel):
                 model.projection.to(device)
         return model
 
-    # -- saving --------------------------------------------------------------------------------------------------------
+
+    # -- saving and loading (emo_hf.modeling_files) ---------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, *, save_base_weights: bool | None = None,
                         **kwargs: Any) -> None:
-        """Write the model folder (layout in this module's docstring). `save_base_weights`: None = the whole
-        backbone only when no LoRA is applied and it is not 4-bit; True/False to force. Other keyword arguments
-        (the Trainer's `state_dict`, `safe_serialization`, ...) are accepted and ignored: the live modules are saved.
-        Files are written to a temporary folder next to the target, then moved in one by one.
-        """
-        target = Path(save_directory)
-        target.mkdir(parents=True, exist_ok=True)
-        has_lora = self.has_lora
-        if has_lora and not self.config.lora:
-            raise ValueError("The backbone has LoRA layers but config.lora is empty: set model.config.lora to the "
-                             "LoRA settings used (r, lora_alpha, lora_dropout, bias, target_modules).")
-        quantized = _is_4bit(self.backbone)
-        if save_base_weights is None:
-            save_base_weights = not has_lora and not quantized
-        if save_base_weights and quantized:
-            raise ValueError("save_base_weights=True cannot save a 4-bit backbone: its base weights are reloaded "
-                             f"from {self.config.backbone_name_or_path!r}. Call save_pretrained(dir) without it.")
-        if not save_base_weights and not has_lora and not self.config.backbone_name_or_path:
-            raise ValueError("Neither LoRA nor backbone_name_or_path: the backbone could not be rebuilt. Use "
-                             "save_pretrained(dir, save_base_weights=True).")
-        # the pid in the name lets the next run remove it if this process is killed (emo_hf.atomic)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-emo-save-{os.getpid()}-", dir=target.parent))
-        try:
-            config = self.config
-            config.architectures = [type(self).__name__]
-            # AutoModelForSequenceClassification too: transformers' pipeline("text-classification") and the Hub's
-            # widgets load that class (as SpanMarker / SetFit map their task classes).
-            config.auto_map = {"AutoConfig": "configuration.EmoConfig", "AutoModel": "modeling.EmoModelForMultiLabel",
-                               "AutoModelForSequenceClassification": "modeling.EmoModelForMultiLabel"}
-            config.save_pretrained(tmp)
-            (tmp / THRESHOLDS_FILE).write_text(json.dumps(config.threshold_map(), indent=2) + "\n")
-            head = {f"score.{k}": v for k, v in self.score.state_dict().items()}
-            if self.projection is not None:
-                head.update({f"projection.{k}": v for k, v in self.projection.state_dict().items()})
-            metadata = {"labels": json.dumps(config.labels), "hidden_size": str(self.hidden_size),
-                        "input_mode": config.input_mode}
-            save_file({k: v.detach().float().cpu().contiguous() for k, v in head.items()}, str(tmp / HEAD_FILE),
-                      metadata=metadata)
-            if has_lora:
-                from peft import LoraConfig
+        """Write the model folder (layout: emo_hf/modeling_files.py). `save_base_weights`: None = the whole backbone
+        only when no LoRA is applied and it is not 4-bit; True/False to force. Other keyword arguments (the Trainer's
+        `state_dict`, `safe_serialization`, ...) are accepted and ignored: the live modules are saved. Files are
+        written to a temporary folder next to the target, then moved in one by one."""
+        save_model_folder(self, save_directory, save_base_weights=save_base_weights)
 
-                lora = dict(config.lora)
-                adapter_dir = tmp / ADAPTER_DIR
-                LoraConfig(base_model_name_or_path=config.backbone_name_or_path, **lora).save_pretrained(
-                    str(adapter_dir))
-                save_file(lora_state_dict(self.backbone), str(adapter_dir / ADAPTER_WEIGHTS_FILE))
-            if save_base_weights:
-                base = {}
-                for key, value in self.backbone.state_dict().items():
-                    if _is_lora_key(key):
-                        continue
-                    base[key.replace(".base_layer.", ".")] = value.detach().cpu().clone().contiguous()
-                save_file(base, str(tmp / BACKBONE_FILE))
-            if self.tokenizer is not None:
-                self.tokenizer.save_pretrained(str(tmp))
-            here = Path(__file__).resolve().parent
-            shutil.copyfile(here / "configuration.py", tmp / "configuration.py")
-            shutil.copyfile(Path(__file__).resolve(), tmp / "modeling.py")
-            # Files of an earlier save that this one does not write would be stale: remove them (the adapter
-            # folder is replaced as a whole; a root-level adapter of the older layout always goes).
-            for name in (ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, BACKBONE_FILE):
-                if not (tmp / name).exists() and (target / name).is_file():
-                    (target / name).unlink()
-            if (target / ADAPTER_DIR).is_dir():
-                shutil.rmtree(target / ADAPTER_DIR)
-            _respect_umask(tmp)
-            for path in sorted(tmp.iterdir()):
-                os.replace(path, target / path.name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    # -- loading -------------------------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args: Any,
                         config: EmoConfig | None = None, backbone_name_or_path: str | None = None,
@@ -818,87 +434,11 @@ class EmoModelForMultiLabel(PreTrainedModel):
         A model trained in 4-bit reloads in 4-bit (NF4, bitsandbytes) when a GPU is present (`load_in_4bit=` to force).
         Missing or mismatched files raise; a head is never left random.
         """
-        folder = Path(str(pretrained_model_name_or_path)).expanduser()
-        if not folder.is_dir():
-            from huggingface_hub import snapshot_download
-
-            folder = Path(snapshot_download(str(pretrained_model_name_or_path), revision=revision, token=token,
-                                            cache_dir=cache_dir, local_files_only=local_files_only))
-        if not isinstance(config, PretrainedConfig):
-            config = cls.config_class.from_pretrained(str(folder))
-        name = f"{str(pretrained_model_name_or_path)!r}"
-        if not (folder / HEAD_FILE).is_file():
-            raise FileNotFoundError(
-                f"{name} has no {HEAD_FILE} (the score head): it is not a complete EmoModelForMultiLabel folder, or "
-                f"the save was interrupted. Save the model again with model.save_pretrained({name}).")
-        adapter_dir = find_adapter_folder(folder)
-        has_adapter = adapter_dir is not None
-        has_base = (folder / BACKBONE_FILE).is_file()
-        if config.lora and not has_adapter:
-            raise FileNotFoundError(
-                f"{name} was trained with LoRA (config.json 'lora': {config.lora}) but {ADAPTER_DIR}/"
-                f"{ADAPTER_CONFIG_FILE} and/or {ADAPTER_DIR}/{ADAPTER_WEIGHTS_FILE} are missing: copy them back or "
-                "save the model again.")
-        if labels is not None and list(labels) != config.labels:
-            raise ValueError(f"{name} classifies {config.labels}, not the expected labels {list(labels)}. Load the "
-                             "right model, or drop labels= to accept its own.")
-        if (folder / THRESHOLDS_FILE).is_file():
-            thresholds = _read_json(folder / THRESHOLDS_FILE)
-            if not isinstance(thresholds, dict) or set(thresholds) != set(config.labels):
-                raise ValueError(f"{folder / THRESHOLDS_FILE} has labels {sorted(thresholds)} but config.json has "
-                                 f"{config.labels}: they must match (edit thresholds.json or save the model again).")
-            config.set_thresholds(thresholds)  # thresholds.json is the readable, editable copy: it wins
-
-        want_4bit = config.load_in_4bit if load_in_4bit is None else bool(load_in_4bit)
-        if want_4bit and not torch.cuda.is_available():
-            logger.warning("This model was trained in 4-bit; no GPU here, so its backbone loads in full precision.")
-            want_4bit = False
-        if dtype == "auto":  # what pipeline() passes: the saved precision, i.e. the default below
-            dtype = None
-        if isinstance(dtype, str):
-            dtype = getattr(torch, dtype)
-        dtype = dtype or (torch.bfloat16 if want_4bit else torch.float32)
-        quantization_config = None
-        if want_4bit:
-            from transformers import BitsAndBytesConfig
-
-            # NF4 with double quantisation and bf16 compute: what Unsloth's load_in_4bit uses.
-            quantization_config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                     bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
-            device_map = device_map if device_map is not None else {"": torch.cuda.current_device()}
-
-        if has_base:
-            base = text_backbone(AutoModel.from_config(config.backbone_config, dtype=dtype))
-            state = _read_weights(folder / BACKBONE_FILE)
-            result = base.load_state_dict(state, strict=False)
-            if result.missing_keys or result.unexpected_keys:
-                raise ValueError(f"{folder / BACKBONE_FILE} does not fit the backbone config: missing "
-                                 f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}.")
-        else:
-            source = backbone_name_or_path or config.backbone_name_or_path
-            if not source:
-                raise ValueError(f"{name} has neither {BACKBONE_FILE} nor backbone_name_or_path in config.json: "
-                                 "pass from_pretrained(folder, backbone_name_or_path='<base model>').")
-            base = _load_base_backbone(source, config.backbone_gguf_file, dtype=dtype,
-                                       quantization_config=quantization_config, device_map=device_map)
-            _match_saved_vocab(base, config.backbone_config)
-            _check_backbone_matches(config.backbone_config, base.config, source)
-        model = cls(config, backbone=base)
-        if has_adapter:
-            load_lora_adapter(model.backbone, adapter_dir)
-        model._load_head(folder)
-        if (folder / "tokenizer_config.json").is_file():
-            model.tokenizer = _load_saved_tokenizer(folder, config, trust_remote_code=kwargs.get("trust_remote_code"))
-        model._mark_if_quantized()
-        if want_4bit:
-            device = next(model.backbone.parameters()).device
-            model.score.to(device)
-            if model.projection is not None:
-                model.projection.to(device)
-        elif device_map is not None and isinstance(device_map, (str, torch.device)):
-            model.to(device_map)
-        model.eval()
-        return model
+        return load_model_folder(cls, pretrained_model_name_or_path, config=config,
+                                 backbone_name_or_path=backbone_name_or_path, labels=labels, load_in_4bit=load_in_4bit,
+                                 dtype=dtype, device_map=device_map, revision=revision, token=token,
+                                 cache_dir=cache_dir, local_files_only=local_files_only,
+                                 trust_remote_code=kwargs.get("trust_remote_code"))
 
     def set_thresholds(self, thresholds: Sequence[float] | dict[str, float] | float) -> None:
         """Replace the per-label decision thresholds (list in label order, {label: value} or one float); they are
@@ -908,64 +448,11 @@ class EmoModelForMultiLabel(PreTrainedModel):
     def load_trained_weights(self, folder: str | os.PathLike) -> None:
         """Load the trained parts of a saved folder (head, projection, LoRA weights, thresholds) into this live
         model, in place: for resuming from / restoring the best Trainer checkpoint. Strict: mismatches raise."""
-        folder = Path(folder)
-        if not (folder / HEAD_FILE).is_file():
-            raise FileNotFoundError(f"{str(folder)!r} has no {HEAD_FILE}: not a checkpoint of this model.")
-        saved = self.config_class.from_pretrained(str(folder))
-        if saved.labels != self.config.labels or saved.input_mode != self.config.input_mode:
-            raise ValueError(f"{str(folder)!r} holds a model for labels {saved.labels} ({saved.input_mode!r} mode); "
-                             f"this one is for {self.config.labels} ({self.config.input_mode!r}).")
-        self._load_head(folder)
-        adapter_dir = find_adapter_folder(folder)
-        has_adapter = adapter_dir is not None
-        if self.has_lora != has_adapter:
-            raise ValueError(f"{str(folder)!r} {'has' if has_adapter else 'has no'} LoRA adapter but this model "
-                             f"{'has' if self.has_lora else 'has no'} LoRA layers.")
-        if has_adapter:
-            live = {k for k in self.backbone.state_dict() if _is_lora_key(k)}
-            state = {_to_live_lora_key(k): v for k, v in _read_weights(adapter_dir / ADAPTER_WEIGHTS_FILE).items()}
-            if set(state) != live:
-                raise ValueError(f"The LoRA weights in {str(folder)!r} do not fit this model's LoRA layers "
-                                 f"(e.g. {sorted(set(state) ^ live)[:3]}).")
-            self.backbone.load_state_dict(state, strict=False)
-        elif (folder / BACKBONE_FILE).is_file():
-            state = _read_weights(folder / BACKBONE_FILE)
-            result = self.backbone.load_state_dict(state, strict=False)
-            if result.missing_keys or result.unexpected_keys:
-                raise ValueError(f"{folder / BACKBONE_FILE} does not fit the backbone: missing "
-                                 f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}.")
-        thresholds_file = folder / THRESHOLDS_FILE
-        self.set_thresholds(_read_json(thresholds_file) if thresholds_file.is_file() else saved.thresholds)
+        load_trained_weights(self, folder)
 
     def _load_head(self, folder: Path) -> None:
-        from safetensors import safe_open
+        load_head(self, folder)
 
-        path = folder / HEAD_FILE
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                metadata = handle.metadata() or {}
-        except Exception as error:  # SafetensorError: a truncated or garbage file
-            raise ValueError(f"{path} is not a readable safetensors file ({error}): it is truncated or corrupt; "
-                             "copy it again or save the model again") from None
-        saved_labels = json.loads(metadata.get("labels", "null"))
-        if saved_labels is not None and saved_labels != self.config.labels:
-            raise ValueError(f"{path} was trained for labels {saved_labels} but config.json lists "
-                             f"{self.config.labels}: the head would be meaningless. Restore the matching config.json.")
-        state = _read_weights(path)
-        expected = {f"score.{k}": v for k, v in self.score.state_dict().items()}
-        if self.projection is not None:
-            expected.update({f"projection.{k}": v for k, v in self.projection.state_dict().items()})
-        problems = [f"{k}: missing" for k in expected if k not in state]
-        problems += [f"{k}: unexpected" for k in state if k not in expected]
-        problems += [f"{k}: shape {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-                     if k in state and state[k].shape != v.shape]
-        if problems:
-            raise ValueError(f"{path} does not fit this model (labels {self.config.labels}, hidden size "
-                             f"{self.hidden_size}, input_mode {self.config.input_mode!r}): {problems[:6]}.")
-        self.score.load_state_dict({k.removeprefix("score."): v for k, v in state.items() if k.startswith("score.")})
-        if self.projection is not None:
-            self.projection.load_state_dict({k.removeprefix("projection."): v for k, v in state.items()
-                                             if k.startswith("projection.")})
 
 
 if __name__ == "emo_hf.modeling":

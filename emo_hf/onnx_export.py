@@ -70,7 +70,7 @@ class OnnxEmoClassifier:
             self.config.set_thresholds(json.loads((self.folder / THRESHOLDS_FILE).read_text()))
         from transformers import AutoTokenizer
 
-        # config= skips AutoConfig's lookup of config.json (emo_multilabel), as modeling._load_saved_tokenizer does
+        # config= skips AutoConfig's lookup of config.json (emo_multilabel), as modeling_backbone.load_saved_tokenizer does
         self.tokenizer = pad_as_in_training(ensure_pad_token(AutoTokenizer.from_pretrained(str(self.folder),
                                                                                  config=self.config)))
         options = ort.SessionOptions()

@@ -135,7 +135,7 @@ def evaluate_model(
     """
     from .data.builder import load_built
     from .evaluation import write_report
-    from .trainer import TRAINING_INFO_NAME, _build_info, _device_name
+    from .training_record import TRAINING_INFO_NAME, build_info, device_name
     from .training_data import label_names_of
 
     model_dir, data_dir = Path(model_dir), Path(data_dir)
@@ -174,7 +174,7 @@ def evaluate_model(
         raise ValueError(f"{info_path} is not valid JSON ({error}); restore it from the training run or delete "
                          "it (the report then does not say how the thresholds were chosen)") from None
     val_tuned = (info.get("selection") or {}).get("threshold_split") == "validation"
-    build = _build_info(data_dir) or {}
+    build = build_info(data_dir) or {}
     # a build from before backends were recorded embedded with PyTorch
     backend = build.get("embedding_backend", "torch") if build else None
     extra = baseline_probabilities(data_dir, split, build.get("encoder"), show_progress, backend) if baselines else None
@@ -185,7 +185,7 @@ def evaluate_model(
         "data": str(data_dir),
         "command": "emo-hf " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name in ("emo-hf", "__main__.py") else None,
         "date": time.strftime("%Y-%m-%d"),
-        "machine": _device_name(),
+        "machine": device_name(),
         "predict_seconds": round(predict_seconds, 1) if model is not None else None,
         "train_seconds": info.get("train_seconds"),
         "threshold_source": "validation (tuned per label at training time)" if val_tuned else "saved in the model",
@@ -272,7 +272,8 @@ def _run(source, out: Path, settings, data_dir: Path, resume: bool, baselines: b
          timings: dict[str, float], started: float) -> dict[str, Any]:
     from . import distributed
     from .data.builder import build_dataset
-    from .trainer import _device_name, train
+    from .trainer import train
+    from .training_record import device_name
 
     with distributed.main_process_first():  # under DDP rank 0 builds, the others then find the folder built
         if not (data_dir / "build_info.json").is_file():
@@ -300,7 +301,7 @@ def _run(source, out: Path, settings, data_dir: Path, resume: bool, baselines: b
     # and the ones asked for when they differ.
     trained_file = out / "train_settings.json"
     trained = json.loads(trained_file.read_text()) if trained_file.is_file() else settings.to_dict()
-    run_info = {"timings": timings, "settings": trained, "date": time.strftime("%Y-%m-%d"), "machine": _device_name()}
+    run_info = {"timings": timings, "settings": trained, "date": time.strftime("%Y-%m-%d"), "machine": device_name()}
     if trained != settings.to_dict():
         run_info["requested_settings"] = settings.to_dict()
     (out / "run_info.json").write_text(json.dumps(run_info, indent=2))

@@ -16,10 +16,10 @@ in every row: `EmoModelForMultiLabel.forward(..., shared_prefix_length=P)` runs 
 tokens attend to that one copy. The logits and the gradients are those of the whole rows (tests/test_shared_prefix.py
 checks both against the plain forward); the projections and MLPs then see about half the tokens.
 
-How (emo_hf/modeling.py, `_packed_inputs`, `_shared_prefix_attention`: the model's remote code, which must not import
-emo_hf): the batch [B, P + L] becomes one packed sequence [1, P + B*L] (the prefix once, then each row's own L
-tokens), with each row's positions continuing at P, and goes through the backbone's own forward in one call; only
-attention differs, through an attention function registered with transformers for that call: the prefix attends
+How (emo_hf/modeling_shared_prefix.py, `packed_inputs`, `shared_prefix_attention`: the model's remote code, which
+must not import emo_hf): the batch [B, P + L] becomes one packed sequence [1, P + B*L] (the prefix once, then each
+row's own L tokens), with each row's positions continuing at P, and goes through the backbone's own forward in one
+call; only attention differs, through an attention function registered with transformers for that call: the prefix attends
 causally to itself, each row's tokens to the prefix and causally to their own tokens. So a step is still one call
 of the compiled layer loop (`--compile-scope stack`), one CUDA graph per batch shape. The first version (2026-12-02)
 ran the prefix and the rows as two backbone calls joined by a key/value cache and was 2x slower per step on the H200

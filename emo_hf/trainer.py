@@ -16,9 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,17 +25,16 @@ from typing import Any
 import numpy as np
 
 from . import distributed
+from .checkpoints import newest_complete_checkpoint
+from .emo_trainer import NonFiniteLossError, make_trainer_class
 from .presets import TrainSettings
 from .training_data import (EmbeddingCollator, TextCollator, embedding_columns, load_splits, select_train_rows,
                             tokenize_splits)
+from .training_record import (TRAINING_INFO_NAME, device_name, encoder_of, headline, peak_gpu_gib,
+                              record_reload_check, save_trained_model, training_info)
 
+__all__ = ["NonFiniteLossError", "TRAINING_INFO_NAME", "TrainResult", "build_model", "dataloader_workers", "train"]
 logger = logging.getLogger(__name__)
-
-TRAINING_INFO_NAME = "training_info.json"
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
 
 
 @dataclass
@@ -48,134 +45,6 @@ class TrainResult:
     thresholds: list[float]
     train_seconds: float
     validation_metrics_at_05: dict[str, float]
-
-
-# -------------------------------------------------------------------------------------------- trainer
-
-
-def _make_trainer_class():
-    from transformers import Trainer, TrainerCallback
-
-    from .checkpoints import fault_point, save_checkpoint_atomically
-
-    class NonFiniteLossCallback(TrainerCallback):
-        """Stops at the first logged NaN/inf loss; checked at logging steps so no extra host sync per step."""
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(loss):
-                last = _last_checkpoint(args.output_dir)
-                raise NonFiniteLossError(
-                    f"The training loss became {loss} at step {state.global_step}. "
-                    + (f"The last good checkpoint is {last} (usable with --resume or AutoModel.from_pretrained). " if last else "No checkpoint was saved before it. ")
-                    + "Lower --learning-rate, or use --focal-gamma 0 (plain BCE), and train again."
-                )
-
-    class EmoTrainer(Trainer):
-        """Trainer whose checkpoints are emo_hf model folders (adapter + head + config), loaded back the same way.
-
-        Trainer's own save/load handle a bare PreTrainedModel or a PeftModel; ours is a PreTrainedModel that holds a
-        peft-wrapped backbone, so saving and (best-)checkpoint loading go through the model's own methods.
-        """
-
-        def __init__(self, *args, **kwargs) -> None:
-            super().__init__(*args, **kwargs)
-            # The model's loss is the mean over its own batch and ignores `num_items_in_batch` (its forward takes
-            # **kwargs, which makes Trainer assume otherwise): so Trainer must divide by the accumulation steps and
-            # must not multiply by the number of DDP processes (it would double a 2-process loss and gradients).
-            self.model_accepts_loss_kwargs = False
-            self._sorted_loaders: dict = {}  # id(dataset) -> (dataset, loader): the dataset held so its id stays unique
-
-        def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-            output_dir = output_dir or self.args.output_dir
-            os.makedirs(output_dir, exist_ok=True)
-            self.model.save_pretrained(output_dir)
-            fault_point("checkpoint.model_saved")
-
-        # A checkpoint is complete or absent: written into a staging folder, then renamed (emo_hf.checkpoints).
-        _emo_staging: str | None = None
-
-        def _get_output_dir(self, trial) -> str:
-            return self._emo_staging or super()._get_output_dir(trial)
-
-        def _save_checkpoint(self, model, trial) -> None:
-            save_checkpoint_atomically(self, super()._save_checkpoint, model, trial)
-
-        def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-            (model or self.model).load_trained_weights(resume_from_checkpoint)
-
-        def _get_train_sampler(self, train_dataset=None):
-            # Length-grouped order: seeded per epoch and grouped in global batches, so DDP ranks shard one order
-            # that equals the single-process one (emo_hf.distributed).
-            if self.args.train_sampling_strategy != "group_by_length":
-                return super()._get_train_sampler(train_dataset)
-            return distributed.make_length_grouped_sampler(
-                self.train_dataset if train_dataset is None else train_dataset,
-                global_batch_size=self.args.train_batch_size * self.args.world_size * self.args.gradient_accumulation_steps,
-                seed=self.args.seed)
-
-        def _load_optimizer_and_scheduler(self, checkpoint):
-            with distributed.cpu_map_location():  # CPU processes: accelerate's device "cpu:0" breaks torch.load
-                return super()._load_optimizer_and_scheduler(checkpoint)
-
-        def _load_best_model(self) -> None:
-            logger.info("Restoring the best checkpoint %s (validation macro-F1 %.4f)", self.state.best_model_checkpoint, self.state.best_metric)
-            self.model.load_trained_weights(self.state.best_model_checkpoint)
-
-        # Token-budget batches (emo_hf.batching): train() sets `token_budget` = (max_tokens, buckets, seed).
-        token_budget: tuple | None = None
-        fixed_batch_shapes = False  # training batches padded to one shape per bucket (--fixed-batch-shapes)
-        eval_token_budget: int | None = None  # tokens per evaluation batch, set by train() with token_budget
-        _parameter_count: int | None = None
-
-        def get_train_dataloader(self):
-            if self.token_budget is None:
-                return super().get_train_dataloader()
-            from .batching import token_budget_dataloader
-
-            max_tokens, buckets, seed = self.token_budget
-            return token_budget_dataloader(self, self.train_dataset, max_tokens, buckets, shuffle=True, seed=seed,
-                                           fixed_shapes=self.fixed_batch_shapes)
-
-        def get_eval_dataloader(self, eval_dataset=None):
-            if self.token_budget is None or isinstance(eval_dataset, str) or self.args.world_size > 1:
-                return super().get_eval_dataloader(eval_dataset)
-            return self._sorted_loader(self.eval_dataset if eval_dataset is None else eval_dataset)
-
-        def get_test_dataloader(self, test_dataset):
-            if self.token_budget is None or self.args.world_size > 1:
-                return super().get_test_dataloader(test_dataset)
-            return self._sorted_loader(test_dataset)
-
-        def _sorted_loader(self, dataset):
-            # Evaluation: no gradients or saved activations, so more tokens per batch (eval_token_budget: the memory
-            # plan's eval_tokens_per_batch); rows sorted by length.
-            # One loader per dataset: with persistent workers, a new loader would start new worker processes at
-            # every evaluation and leave the old ones running.
-            from .batching import token_budget_dataloader
-
-            _, buckets, _ = self.token_budget
-            key = id(dataset)
-            if key not in self._sorted_loaders:
-                self._sorted_loaders[key] = (dataset, token_budget_dataloader(
-                    self, dataset, self.eval_token_budget, buckets, shuffle=False))
-            return self._sorted_loaders[key][1]
-
-        def floating_point_ops(self, inputs) -> int:
-            # Trainer counts 6 x tokens x parameters every step, and counting the parameters walks every module of the
-            # model each time (host work per step): count them once.
-            if self._parameter_count is None:
-                self._parameter_count = self.model.num_parameters(exclude_embeddings=True)
-            ids = inputs.get("input_ids") if isinstance(inputs, dict) else None
-            return 6 * ids.numel() * self._parameter_count if ids is not None else 0
-
-    return EmoTrainer, NonFiniteLossCallback
-
-
-def _last_checkpoint(output_dir: str) -> str | None:
-    from .checkpoints import newest_complete_checkpoint
-
-    return newest_complete_checkpoint(output_dir)
 
 
 def dataloader_workers(settings: TrainSettings) -> int:
@@ -294,7 +163,7 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
     out_dir = Path(out_dir)
     checkpoints = out_dir / "checkpoints"
     if resume:
-        last = _last_checkpoint(str(checkpoints))
+        last = newest_complete_checkpoint(str(checkpoints))
         if last is None:
             raise FileNotFoundError(f"--resume: no checkpoint under {checkpoints}. Start without --resume.")
         saved = json.loads((out_dir / "train_settings.json").read_text()) if (out_dir / "train_settings.json").is_file() else None
@@ -308,7 +177,7 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
         if saved is not None and saved != settings.to_dict():
             logger.warning("--resume: using the settings the run started with (%s), not the ones given now.", out_dir / "train_settings.json")
             settings = TrainSettings(**saved)
-    elif _last_checkpoint(str(checkpoints)) is not None:
+    elif newest_complete_checkpoint(str(checkpoints)) is not None:
         raise FileExistsError(
             f"{checkpoints} already holds checkpoints. Continue that run with --resume, or pick a new --out."
         )
@@ -337,7 +206,7 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
         # kernels gave finite ones on the same batch: train with those.
         torch.backends.cuda.enable_cudnn_sdp(False)
     splits, label_names = load_splits(data_dir, settings.input_mode)
-    encoder = _encoder_of(data_dir) if settings.input_mode == "embedding" else None
+    encoder = encoder_of(data_dir) if settings.input_mode == "embedding" else None
     from .memory_plan import plan_for_settings
     from .tiny import resolve_backbone
 
@@ -363,7 +232,7 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
 
     from .checkpoints import fault_point
 
-    EmoTrainer, NonFiniteLossCallback = _make_trainer_class()
+    EmoTrainer, NonFiniteLossCallback = make_trainer_class()
     distributed.exit_main_process_first()
     workers = dataloader_workers(settings)
     args = TrainingArguments(
@@ -443,7 +312,7 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
               f"the learning rate {settings.learning_rate:g} applies per step, unscaled")
     started = time.time()
     fault_point("train.start")
-    trainer.train(resume_from_checkpoint=_last_checkpoint(str(checkpoints)) if resume else None)
+    trainer.train(resume_from_checkpoint=newest_complete_checkpoint(str(checkpoints)) if resume else None)
     train_seconds = time.time() - started
     timing_line = step_timer.line()
     if timing_line and distributed.is_main_process():
@@ -475,64 +344,28 @@ def _train(data_dir, out_dir, settings: TrainSettings, *, resume: bool, show_pro
     info.update({
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "best_validation_macro_f1_at_0.5": trainer.state.best_metric,
-        "validation_metrics_at_0.5": _headline(val_at_05),
-        "validation_metrics_tuned": _headline(val_tuned),
+        "validation_metrics_at_0.5": headline(val_at_05),
+        "validation_metrics_tuned": headline(val_tuned),
         "train_seconds": round(train_seconds, 1),
         "step_timing": step_timer.summary(),
         "memory_plan": plan.to_dict(),
         "batching": batching or {"batch_size": settings.batch_size, "sampler": "length-grouped" if settings.input_mode == "text" else "random"},
         "epochs_run": trainer.state.epoch,
         "log_history": trainer.state.log_history,
-        "device": _device_name() if distributed.world_size() == 1 else f"{distributed.world_size()} processes x {_device_name()}",
-        "peak_gpu_memory_gib": _peak_gpu_gib(),
+        "device": device_name() if distributed.world_size() == 1 else f"{distributed.world_size()} processes x {device_name()}",
+        "peak_gpu_memory_gib": peak_gpu_gib(),
         "compile": getattr(model, "compile_info", None),
         "shared_prefix": getattr(model, "shared_prefix_info", None),
         "dataloader_workers": trainer.args.dataloader_num_workers,
         "date": time.strftime("%Y-%m-%d"),
     })
     info["hyperparameters"].update(load_in_4bit=plan.load_in_4bit, gradient_checkpointing=plan.gradient_checkpointing)
-    save_model_folder(model, model_dir, info, data_dir)
+    save_trained_model(model, model_dir, info, data_dir)
     if settings.reload_check_rows > 0:
-        _record_reload_check(model, model_dir, splits["validation"], encoded["validation"], collator, settings)
+        record_reload_check(model, model_dir, splits["validation"], encoded["validation"], collator, settings)
     distributed.broadcast_object([float(t) for t in thresholds])
     distributed.barrier()
-    return TrainResult(model_dir, trainer.state.best_model_checkpoint, trainer.state.best_metric, [float(t) for t in thresholds], train_seconds, _headline(val_at_05))
-
-
-def _record_reload_check(model, model_dir: Path, validation, encoded_validation, collator, settings) -> None:
-    """emo_hf.reload_check on the first settings.reload_check_rows validation texts, against the model in memory and
-    against the training loop's own path (its collator, its autocast); the result is added to training_info.json in
-    place (temp file + rename)."""
-    import torch
-
-    from .metrics import sigmoid
-    from .reload_check import reload_check
-
-    if "text" not in validation.column_names:
-        return
-    rows = range(min(settings.reload_check_rows, len(validation)))
-    texts = list(validation.select(rows)["text"])
-    # The training loop's path, run here rather than through predict_split_probs: Trainer's prediction loop may
-    # reorder the rows (length-grouped evaluation), and these probabilities must line up with `texts`.
-    device = next(model.parameters()).device
-    logits = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(settings.bf16)):
-            for start in range(0, len(rows), 32):
-                batch = collator([dict(encoded_validation[i]) for i in rows[start:start + 32]])
-                batch = {k: v.to(device) for k, v in batch.items() if k != "labels" and hasattr(v, "to")}
-                logits.append(model(**batch).logits.float().cpu().numpy())
-    finally:
-        model.train(was_training)
-    result = reload_check(model, model_dir, texts, trainer_probabilities=sigmoid(np.concatenate(logits)))
-    path = model_dir / TRAINING_INFO_NAME
-    info = json.loads(path.read_text())
-    info["reload_check"] = result
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(info, indent=2, default=str))
-    os.replace(tmp, path)
+    return TrainResult(model_dir, trainer.state.best_model_checkpoint, trainer.state.best_metric, [float(t) for t in thresholds], train_seconds, headline(val_at_05))
 
 
 def predict_split_probs(trainer, dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -547,106 +380,3 @@ def predict_split_probs(trainer, dataset) -> tuple[np.ndarray, np.ndarray]:
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
     labels = output.label_ids[0] if isinstance(output.label_ids, tuple) else output.label_ids
     return sigmoid(logits), np.asarray(labels, dtype=np.float32)
-
-
-def save_model_folder(model, model_dir: Path, training_info: dict, data_dir: str | os.PathLike | None = None) -> None:
-    """Save the model with its training_info.json (and the data's balancing chart) atomically: a temp folder next to
-    `model_dir`, then a rename, so an interrupted save never leaves half a model."""
-    from .atomic import make_temp_dir, replace_dir
-    from .checkpoints import MODEL_TEMP_PREFIX, OLD_PREFIX, fault_point
-
-    tmp = make_temp_dir(model_dir.parent, MODEL_TEMP_PREFIX)
-    try:
-        model.save_pretrained(tmp)
-        chart = Path(data_dir) / "label_counts.png" if data_dir is not None else None
-        if chart is not None and chart.is_file() and (training_info.get("data") or {}).get("chart"):
-            shutil.copyfile(chart, tmp / training_info["data"]["chart"])
-        elif training_info.get("data"):
-            training_info["data"].pop("chart", None)
-        (tmp / TRAINING_INFO_NAME).write_text(json.dumps(training_info, indent=2, default=str))
-        fault_point("model.staged")
-        replace_dir(tmp, model_dir, OLD_PREFIX)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def training_info(settings: TrainSettings, data_dir, train_split, label_names: list[str]) -> dict[str, Any]:
-    """The provenance saved as training_info.json; the keys the model card reads are in emo_hf.model_card."""
-    build = _build_info(data_dir) or {}
-    counts = build.get("counts") or {}
-    y_train = np.asarray(train_split["labels"], dtype=np.float32)
-    after = {name: int(v) for name, v in zip(label_names, y_train.sum(axis=0))}
-    from .model_card_sections import describe_no_emotion, describe_text_balancing
-
-    if settings.input_mode == "embedding":
-        balance = build.get("balance") or {}
-        balancing = (f"{balance.get('method', 'ismote')} oversampling in sentence-embedding space to "
-                     f"{balance.get('target_per_label')} positives per label, "
-                     f"{describe_no_emotion(balance.get('keep_no_emotion'))} (train split only)")
-    else:
-        balancing = describe_text_balancing(settings.to_dict())
-    rows = (build.get("rows") or {}).get("raw") or {}
-    data = {
-        "source": build.get("source_kind") or "unknown",
-        "description": f"Built with `emo-hf data build` from {build['source_description']}." if build.get("source_description") else None,
-        "splits": {"train (used)": len(train_split), **{k: v for k, v in rows.items() if k != "train"}} if rows else None,
-        "label_counts_before": counts.get("train_before"),
-        "label_counts_after": after,
-        "balancing": balancing,
-        "chart": "label_balance.png" if settings.input_mode == "embedding" else None,
-    }
-    hyperparameters = {
-        "input_mode": settings.input_mode, "learning_rate": settings.learning_rate,
-        "num_train_epochs": settings.epochs,
-        **distributed.batch_info(settings.batch_size, settings.gradient_accumulation_steps),
-        "gradient_accumulation_steps": settings.gradient_accumulation_steps, "weight_decay": settings.weight_decay,
-        "warmup_ratio": settings.warmup_ratio, "max_length": settings.max_length, "focal_gamma": settings.focal_gamma,
-        "focal_alpha": settings.focal_alpha, "lora_r": settings.lora_r or "full fine-tuning",
-        "load_in_4bit": settings.load_in_4bit, "bf16": settings.bf16, "seed": settings.seed,
-        "max_tokens_per_batch": settings.max_tokens_per_batch,
-    }
-    return {
-        "base_model": settings.backbone,
-        "preset": settings.preset,
-        "hyperparameters": hyperparameters,
-        "data": {k: v for k, v in data.items() if v is not None},
-        "selection": {"checkpoint_metric": "macro_f1 on validation at threshold 0.5, evaluated every epoch",
-                      "threshold_split": "validation", "threshold_objective": "F1 of each label over a grid"},
-        "settings": settings.to_dict(),
-        "data_dir": str(data_dir),
-        "train_rows": len(train_split),
-    }
-
-
-def _headline(metrics: dict) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-
-
-def _build_info(data_dir) -> dict | None:
-    path = Path(data_dir) / "build_info.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _encoder_of(data_dir) -> dict:
-    info = _build_info(data_dir) or {}
-    encoder = info.get("encoder")
-    if not encoder:
-        raise ValueError(f"{data_dir}/build_info.json does not name the sentence encoder; rebuild with emo-hf data build.")
-    return {"encoder_name": encoder, "encoder_dim": int(info.get("embedding_dim") or 0) or None}
-
-
-def _peak_gpu_gib() -> float | None:
-    """This process's peak allocated GPU memory (GiB), or None on CPU: the figure a smaller card must hold."""
-    import torch
-
-    return round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
-
-
-def _device_name() -> str:
-    import platform
-
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"

@@ -83,6 +83,10 @@ def test_a_failed_export_leaves_no_folder_and_no_temporary_files(model_dir: Path
         (lambda f: (f / "head.safetensors").unlink(), "head.safetensors is missing"),
         (lambda f: (f / "thresholds.json").unlink(), "thresholds.json is missing"),
         (lambda f: (f / "modeling.py").unlink(), "modeling.py is missing"),
+        # a sibling that modeling.py imports: trust_remote_code would fail to fetch it
+        (lambda f: (f / "modeling.py").write_text("from .modeling_files import load_head\n"),
+         "modeling_files.py is missing"),
+        (lambda f: (f / "modeling.py").write_text("def broken(:\n"), "modeling.py is not valid Python"),
         (lambda f: (f / "adapter" / "adapter_model.safetensors").unlink(),
          "adapter/adapter_model.safetensors is missing.*LoRA"),
         # The older layout, adapter at the root: a Hub repo of it would load as a bare PEFT adapter repo.
@@ -99,6 +103,18 @@ def test_an_incomplete_model_folder_is_refused_with_what_is_missing(model_dir: P
         export_model(model_dir, tmp_path / "export")
     assert "save the model again" in str(raised.value) or "emo-hf train" in str(raised.value)
     assert not (tmp_path / "export").exists()
+
+
+def test_the_model_code_travels_whole(model_dir: Path, tmp_path: Path):
+    """Every file modeling.py imports relatively, and what those import, is exported: the split model code of a model
+    saved now (emo_hf.modeling_files.REMOTE_CODE_FILES); the Trainer's leftovers and other .py files are not."""
+    (model_dir / "modeling.py").write_text("from .configuration import EmoConfig\nfrom .modeling_files import x\n")
+    (model_dir / "modeling_files.py").write_text("from .modeling_backbone import y\n")
+    (model_dir / "modeling_backbone.py").write_text("import torch\n")
+    (model_dir / "notes.py").write_text("print('not model code')\n")
+    exported = {p.relative_to(tmp_path / "export").as_posix()
+                for p in export_model(model_dir, tmp_path / "export").rglob("*") if p.is_file()}
+    assert exported == EXPECTED | {"modeling_files.py", "modeling_backbone.py"}
 
 
 def test_not_an_emo_hf_model(tmp_path: Path, model_dir: Path):

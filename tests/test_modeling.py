@@ -141,9 +141,13 @@ def test_saved_folder_layout(saved_models):
     assert adapter["peft_type"] == "LORA" and adapter["r"] == 4
     import re
 
-    code = (folder / "modeling.py").read_text()
-    assert not re.search(r"^\s*(from emo_hf|import emo_hf)", code, re.MULTILINE)  # only the relative import below
+    from emo_hf.modeling import REMOTE_CODE_FILES
+
+    assert set(REMOTE_CODE_FILES) <= names  # the model's code, every file of it
+    for name in REMOTE_CODE_FILES:  # each imports its siblings relatively and emo_hf never
+        assert not re.search(r"^\s*(from emo_hf|import emo_hf)", (folder / name).read_text(), re.MULTILINE), name
     assert "from .configuration import" in (folder / "modeling.py").read_text()
+    assert "from .modeling_files import" in (folder / "modeling.py").read_text()
 
 
 def test_adapter_is_plain_peft_layout(saved_models, tiny_mistral_dir):
