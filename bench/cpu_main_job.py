@@ -15,7 +15,8 @@ after); every configuration runs interleaved with the others on the same texts a
 - **training**: the `minilm` preset's model (all-MiniLM-L6-v2 + head, focal γ=1, AdamW as the Trainer sets it up),
   real train texts in length-grouped batches of 32 (transformers' megabatch scheme: 50 batches drawn at random, sorted
   by length), timed forward + backward + optimiser step. Settings: `pad8` (pad to a multiple of 8, before), `nopad`
-  (to the batch's longest, after: the CPU default now), `bf16` (autocast on the CPU, measured only). Each setting's
+  (to the batch's longest, after: the CPU default now), `bf16` (autocast on the CPU, measured only), `frozen
+  embeddings` and `frozen embeddings + 2 layers` (float32 with a cheaper backward, measured only). Each setting's
   logits on the same batch with the same weights are compared with `nopad`'s.
 - **--compare-builds A B**: two dataset folders built from the same source with different embedding backends: the
   balanced train rows (which rows ISMOTE picked, how far the synthetic vectors differ) and the frozen-embedding
@@ -114,13 +115,27 @@ def bench_training(texts: list[str], n_batches: int, batch_size: int = 32) -> li
     batches = grouped_batches(tokenizer, texts, n_batches + 1, batch_size, seed=0)
     rng = np.random.default_rng(1)
     targets = [torch.tensor((rng.random((len(b), 15)) < 0.08).astype(np.float32)) for b in batches]
-    configs = {"pad8 (before)": (8, False), "nopad (after)": (None, False), "bf16 autocast (not adopted)": (None, True)}
+    configs = {"pad8 (before)": (8, False), "nopad (after)": (None, False),
+               "bf16 autocast (the preset, where native)": (None, True),
+               # float32, cheaper backward: the embeddings (and the lowest layers) frozen; measured, not adopted
+               # (docs/benchmarks.md, "A CPU without AVX-512": validation macro-F1 fell)
+               "frozen embeddings (not adopted)": (None, False),
+               "frozen embeddings + 2 layers (not adopted)": (None, False)}
+    frozen_layers = {"frozen embeddings (not adopted)": 0, "frozen embeddings + 2 layers (not adopted)": 2}
     state = {}
     for name in configs:
         model = copy.deepcopy(base).train()
+        if name in frozen_layers:
+            from emo_hf.backbones.compilation import repeated_layers
+
+            model.backbone.embeddings.requires_grad_(False)
+            for layer in repeated_layers(model.backbone)[:frozen_layers[name]]:
+                layer.requires_grad_(False)
         params = [p for p in model.parameters() if p.requires_grad]
-        # the Trainer's default optimiser (adamw_torch) with the preset's learning rate and weight decay
-        state[name] = (model, torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay))
+        # the Trainer's default optimiser (transformers 5.17: adamw_torch_fused) with the preset's learning rate and
+        # weight decay
+        state[name] = (model, torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay,
+                                                fused=True))
 
     def encode(batch, multiple):
         return tokenizer(batch, truncation=True, max_length=settings.max_length, padding=True,
