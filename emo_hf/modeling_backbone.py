@@ -80,7 +80,6 @@ def load_base_backbone(name_or_path: str, gguf_file: str | None = None, **kwargs
     return plain_load_backbone(name_or_path, gguf_file, **kwargs)
 
 
-
 def match_saved_vocab(base: nn.Module, saved: PretrainedConfig | None) -> None:
     """Give the embedding the rows the model was trained with: a pad token that emo_hf added to a vocabulary with no
     reserved one has a row the base checkpoint lacks. Its values never reach the logits (pads come after the text

@@ -134,7 +134,6 @@ def process_group() -> tuple[int, int, Any]:
     """(rank, world_size, barrier): from torchrun/accelerate's environment; a gloo group only for the barriers
     (the chunks are independent: no tensors are exchanged, so gloo works next to GPUs too)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
     if world <= 1:
         return 0, 1, lambda: None
     from datetime import timedelta

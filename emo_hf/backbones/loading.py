@@ -113,23 +113,10 @@ def load_pretrained_backbone(name_or_path: str, gguf_file: str | None = None, *,
     Multimodal Mistral 3 checkpoints are loaded whole and their text model is returned (its weights' names only
     match the full model, so loading the text model class directly would silently leave it random).
     """
-    import torch
-    from transformers import AutoModel
-
-    from ..modeling import text_backbone
+    from ..modeling_backbone import plain_load_backbone
 
     source, _ = backbone_source(name_or_path, gguf_file)
-    kwargs: dict[str, Any] = {"dtype": dtype or torch.float32}
-    if quantization_config is not None:
-        kwargs["quantization_config"] = quantization_config
-    if device_map is not None:
-        kwargs["device_map"] = device_map
-    model, info = AutoModel.from_pretrained(source, output_loading_info=True, **kwargs)
-    missing = [key for key in info.get("missing_keys", ()) if "vision" not in key and "multi_modal" not in key]
-    if missing:  # those weights would be random: refuse rather than classify with a half-initialised backbone
-        raise ValueError(f"The checkpoint {name_or_path!r} lacks {len(missing)} weight(s) of its backbone, e.g. "
-                         f"{sorted(missing)[:5]}: it does not match its config. Check the path / gguf file.")
-    backbone = text_backbone(model)
-    if backbone is not model and hasattr(model, "vision_tower"):
-        del model.vision_tower  # free the vision tower's memory: the classifier reads text only
-    return backbone
+    # A GGUF file is a bf16 folder by now (backbone_source): the saved models' own loader reads it as a checkpoint,
+    # with the same refusal of missing weights and the same text model of a multimodal one.
+    return plain_load_backbone(source, None, dtype=dtype, quantization_config=quantization_config,
+                               device_map=device_map)
