@@ -13,8 +13,9 @@ recomputes the forward in the backward (~1/3 more compute, more launches), offlo
 host memory and back. So the plan takes the cheapest option that fits, in this order:
     bf16, no checkpointing  ->  bf16 + checkpointing  ->  4-bit  ->  4-bit + checkpointing  ->  4-bit + offloaded
 The estimate (GiB) is deliberately simple and errs high:
-    weights      bf16: 2 bytes/param; 4-bit: linear layers at 4.13 bits (NF4 + double-quantised scales), embeddings
-                 and the LM head kept bf16 (Unsloth keeps the CausalLM's head alive); CPU / full precision: 4 bytes
+    weights      bf16: 2 bytes/param; 4-bit: linear layers at 4.13 bits (NF4 + double-quantised scales), the input
+                 embedding kept bf16; no LM head (never loaded, or dropped from Unsloth's CausalLM:
+                 emo_hf.backbones.loading.drop_output_head); CPU / full precision: 4 bytes
     training     trainable params x 16 bytes (fp32 weight, grad, two AdamW moments): LoRA, or everything when fully
                  fine-tuned
     activations  tokens x layers x bytes_per_token_layer, with bytes_per_token_layer = 2 x (10 x hidden + 4 x MLP):
@@ -67,7 +68,6 @@ class BackboneShape:
     intermediate: int
     vocab: int
     linear_params_per_layer: int
-    tied_embeddings: bool = False
     lora_targets: int = 7
 
     @property
@@ -76,7 +76,7 @@ class BackboneShape:
 
     @property
     def embedding_params(self) -> int:
-        return self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
+        return self.vocab * self.hidden  # the input embedding; the classifier holds no LM head
 
     @property
     def params(self) -> int:
@@ -96,7 +96,6 @@ def shape_of(config: Any) -> BackboneShape:
     mlp = (3 if gated else 2) * hidden * intermediate
     return BackboneShape(layers=int(config.num_hidden_layers), hidden=hidden, intermediate=intermediate,
                          vocab=int(getattr(config, "vocab_size", 0) or 0), linear_params_per_layer=attention + mlp,
-                         tied_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
                          lora_targets=7 if gated else 4)
 
 

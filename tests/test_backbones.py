@@ -106,3 +106,37 @@ def test_train_imports_unsloth_before_transformers_when_it_will_use_it(tmp_path,
     assert record.exists() is first, done.stderr[-2000:]
     if first:
         assert record.read_text() == ""  # neither transformers nor peft came before it
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_drop_output_head_frees_an_untied_head_and_keeps_the_decoder(tied):
+    """Unsloth returns the whole CausalLM; the classifier only reads its decoder stack, so the LM head goes (1.25 GiB
+    of the 24B's bf16 weights) and the decoder's hidden states stay exactly what they were."""
+    import gc
+    import weakref
+
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from emo_hf.backbones.loading import drop_output_head
+
+    config = MistralConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, head_dim=8, vocab_size=50, tie_word_embeddings=tied,
+                           rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+    torch.manual_seed(0)
+    causal_lm = MistralForCausalLM(config).eval()
+    ids = torch.tensor([[1, 5, 7, 9, 2]])
+    with torch.no_grad():
+        before = causal_lm.model(input_ids=ids).last_hidden_state
+    head_weight = weakref.ref(causal_lm.lm_head.weight)
+    embedding_weight = causal_lm.get_input_embeddings().weight
+
+    freed = drop_output_head(causal_lm)
+    gc.collect()
+
+    assert freed == (0 if tied else 50 * 32 * 4)  # float32 rows x hidden
+    assert isinstance(causal_lm.get_output_embeddings(), torch.nn.Identity)
+    assert (head_weight() is None) == (not tied)  # an untied head's weight is really released
+    assert causal_lm.get_input_embeddings().weight is embedding_weight
+    with torch.no_grad():
+        assert torch.equal(causal_lm.model(input_ids=ids).last_hidden_state, before)
+    assert drop_output_head(causal_lm) == 0  # nothing left to drop

@@ -106,6 +106,26 @@ def ensure_embedding_rows(model: Any, tokenizer) -> bool:
     return True
 
 
+def drop_output_head(causal_lm: Any) -> int:
+    """Replace a CausalLM's LM head by `nn.Identity` and return the bytes this frees (0 when the head is tied to the
+    input embedding, whose weight stays). The classifier reads the decoder stack's hidden states and never the
+    vocabulary logits, but Unsloth hands back the whole CausalLM: for an untied head (Mistral Small 3.1 24B: 131,072
+    x 5,120 in bf16, 1.25 GiB) that is memory a 24 GB card needs for activations. Call it after everything that may
+    resize or tie the head (ensure_embedding_rows, get_peft_model)."""
+    import torch
+
+    head = causal_lm.get_output_embeddings()
+    weight = getattr(head, "weight", None)
+    if weight is None:
+        return 0
+    embedding = causal_lm.get_input_embeddings()
+    tied = embedding is not None and getattr(embedding, "weight", None) is not None and (
+        weight is embedding.weight or weight.data_ptr() == embedding.weight.data_ptr())
+    freed = 0 if tied else sum(p.numel() * p.element_size() for p in head.parameters())
+    causal_lm.set_output_embeddings(torch.nn.Identity())
+    return freed
+
+
 def load_pretrained_backbone(name_or_path: str, gguf_file: str | None = None, *, dtype: Any = None,
                              quantization_config: Any = None, device_map: Any = None):
     """Load a pretrained backbone (Hub id, folder, `.gguf` file, or an id with an offline copy) as its base model.

@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .families import family_for, lora_targets, set_padding_side
-from .loading import backbone_model_type, backbone_source, ensure_embedding_rows, load_tokenizer, tokenizer_folder
+from .loading import (backbone_model_type, backbone_source, drop_output_head, ensure_embedding_rows, load_tokenizer,
+                      tokenizer_folder)
 
 logger = logging.getLogger(__name__)
 
@@ -262,6 +263,10 @@ def _load_with_unsloth(backbone: str, source: str, tokenizer, settings: LoraSett
 
         logger.warning("Unsloth checkpoints without offloading at max_length=%d (it offloads from %d tokens); "
                        "its use_gradient_checkpointing is %r", max_length, UNSLOTH_OFFLOAD_MIN_LENGTH, applied)
+    # The CausalLM's untied LM head is never used by the classifier: free it (1.25 GiB for the 24B).
+    freed = drop_output_head(peft_model.base_model.model)
+    if freed:
+        logger.info("emo_hf: dropped the unused LM head of %s (%.2f GiB)", backbone, freed / 2**30)
     decoder = text_backbone(peft_model.base_model.model.model)  # the decoder stack: last_hidden_state after the norm
     model = EmoModelForMultiLabel.from_loaded_backbone(decoder, tokenizer, backbone, lora=lora_dict, **common)
     # Keep Unsloth's wrapper alive without registering it as a submodule (its parameters are the decoder's).
