@@ -118,9 +118,8 @@ def drop_output_head(causal_lm: Any) -> int:
     weight = getattr(head, "weight", None)
     if weight is None:
         return 0
-    embedding = causal_lm.get_input_embeddings()
-    tied = embedding is not None and getattr(embedding, "weight", None) is not None and (
-        weight is embedding.weight or weight.data_ptr() == embedding.weight.data_ptr())
+    embedding_weight = getattr(causal_lm.get_input_embeddings(), "weight", None)
+    tied = embedding_weight is not None and weight.data_ptr() == embedding_weight.data_ptr()
     freed = 0 if tied else sum(p.numel() * p.element_size() for p in head.parameters())
     causal_lm.set_output_embeddings(torch.nn.Identity())
     return freed
