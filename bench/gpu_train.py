@@ -28,7 +28,9 @@ Configs (each one subprocess per engine and layer count; a failed child, e.g. OO
   text-nockpt    the same text rows without gradient checkpointing (each layer's activations kept for the backward,
                  as the memory plan chooses on a card that holds them; ~60 GiB at 4,096 tokens and 40 layers)
   inference      (--inference) model.predict_proba on texts of GoEmotions lengths, batch 64, no grad, 4-bit
-Engines: 'unsloth' (load_for_training(use_unsloth=True)), 'bnb' (transformers + bitsandbytes NF4 + peft), 'cpu'.
+Engines: 'unsloth' (load_for_training(use_unsloth=True)), 'bnb' (transformers + bitsandbytes NF4 + peft), 'cpu';
+'unsloth-keephead' is 'unsloth' with the CausalLM's LM head kept (the library drops it: drop_output_head), the
+baseline for the memory that drop frees, side by side in one run.
 Children run in waves of --parallel: they import, load and warm up (the first, compiling step) side by side, then
 are timed one at a time while nothing else runs (no import, load or build). A measurement = a warm-up pass over the
 same --steps batches (every shape compiled), then --repeats timed passes between torch.cuda.synchronize() calls; the
@@ -74,7 +76,8 @@ MAX_TOKENS = 1 + len(LENGTH_COUNTS)  # 51
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cpu", action="store_true", help="smoke test: CPU, fp32, no quantisation, engine 'cpu'")
-    p.add_argument("--engines", default=None, help="comma list of unsloth,bnb,cpu (default unsloth,bnb; --cpu: cpu)")
+    p.add_argument("--engines", default=None, help="comma list of unsloth,bnb,cpu,unsloth-keephead (default "
+                   "unsloth,bnb; --cpu: cpu)")
     p.add_argument("--configs", default="original,embedding-big,text", help=f"comma list of {','.join(CONFIGS[:4])}")
     p.add_argument("--inference", action="store_true", help="also the 'inference' config (predict_proba, batch 64)")
     p.add_argument("--layers", type=int, default=2, help="decoder layers (the real model has 40)")
@@ -166,13 +169,19 @@ def environment(torch) -> dict[str, Any]:
 
 def child_main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    if args.engine == "unsloth":
+    use_unsloth = args.engine.startswith("unsloth")
+    if use_unsloth:
         import unsloth  # noqa: F401  (first: it patches transformers and peft)
     import numpy as np
     import torch
 
     sys.path.insert(0, str(REPO))
     from emo_hf.backbones import count_parameters, load_for_training
+
+    if args.engine == "unsloth-keephead":  # the A/B baseline: what the library's head drop saves
+        import emo_hf.backbones.training as backbone_training
+
+        backbone_training.drop_output_head = lambda causal_lm: 0
 
     on_gpu = args.engine != "cpu"
     device = "cuda" if on_gpu else "cpu"
@@ -184,7 +193,7 @@ def child_main(args: argparse.Namespace) -> int:
     soft = args.soft_tokens if args.only == "embedding-big" else 1
     model = load_for_training(args.base, labels=[f"label_{i}" for i in range(NUM_LABELS)], input_mode=mode,
                               device=device, max_length=args.max_length, load_in_4bit=on_gpu,
-                              use_unsloth=args.engine == "unsloth",
+                              use_unsloth=use_unsloth,
                               gradient_checkpointing=args.only != "text-nockpt",
                               num_soft_tokens=soft, encoder_dim=384, focal_gamma=2.0)
     timings["load_s"] = time.perf_counter() - started
