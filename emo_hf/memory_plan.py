@@ -21,8 +21,9 @@ The estimate (GiB) is deliberately simple and errs high:
     activations  tokens x layers x bytes_per_token_layer, with bytes_per_token_layer = 2 x (10 x hidden + 4 x MLP):
                  what a SwiGLU decoder layer keeps for backward in bf16 (inputs of the norms, q/k/v/o, gate/up/act
                  products; fused attention, so no seq^2 term). Checkpointing keeps only each layer's input
-                 (2 x hidden per token and layer) plus one layer's full set while recomputing; offloading moves the
-                 layer inputs to host memory.
+                 (2 x hidden per token and layer) plus, while one layer is recomputed and differentiated, its full
+                 set and the gradients of the same size (RECOMPUTED_LAYER_SETS); offloading moves the layer inputs
+                 to host memory.
     workspace    4-bit: two dequantised copies of the largest linear weight; plus 1.5 GiB for the CUDA context,
                  cuBLAS workspaces and allocator slack.
 A plan "fits" when the total is at most `headroom` (0.85) of the free memory. Offloading is an option only where it
@@ -57,6 +58,12 @@ OPTIONS = (  # (load_in_4bit, gradient_checkpointing, offload_checkpointing), ch
 # `use_gradient_checkpointing="unsloth"` becomes plain checkpointing ("Offloading is not worth it below ~512",
 # apply_unsloth_gradient_checkpointing in unsloth/models/_utils.py). bitsandbytes + peft has no offloading at all.
 UNSLOTH_OFFLOAD_MIN_LENGTH = 512
+# Checkpointed: the layer being recomputed holds its activations and, during its backward, gradients of about the same
+# size. Measured on the 24B shape (40 layers, 4-bit, Unsloth, H100, 2026-12-06, docs/benchmarks.md "The LM head
+# dropped"): 18.45 GiB at 4,096 tokens and 23.61 at 8,192, 1.29 MiB per token, against 0.74 MiB (layer inputs plus
+# one set) the estimate counted before, which put 8,192 tokens at 21.44 GiB, under the measured peak. With 2 sets:
+# 19.86 and 24.21 GiB.
+RECOMPUTED_LAYER_SETS = 2
 
 
 @dataclass
@@ -120,7 +127,7 @@ def estimate_gib(shape: BackboneShape, *, tokens_per_batch: int, load_in_4bit: b
     per_token_layer = 2 * (10 * shape.hidden + 4 * shape.intermediate)
     if gradient_checkpointing:
         kept = 0 if offload_checkpointing else tokens_per_batch * shape.layers * 2 * shape.hidden
-        activations = kept + tokens_per_batch * per_token_layer
+        activations = kept + tokens_per_batch * RECOMPUTED_LAYER_SETS * per_token_layer
     else:
         activations = tokens_per_batch * shape.layers * per_token_layer
     largest_linear = shape.hidden * max(shape.intermediate, shape.hidden)
@@ -156,7 +163,8 @@ class MemoryPlan:
 def eval_tokens_per_batch(shape: BackboneShape, *, tokens_per_batch: int, gradient_checkpointing: bool,
                           offload_checkpointing: bool = False) -> int:
     """Tokens per evaluation batch: as many as a forward without gradients (one layer's activations at a time) holds
-    in the memory the training step's activations took (estimate_gib's model), at least the training budget and at
+    in the memory the training step's layer inputs and one layer's set took (estimate_gib's model without the
+    backward's gradients, which an evaluation never has: an under-count on purpose), at least the training budget and at
     most EVAL_BUDGET_CAP times it. Qwen2.5-0.5B without checkpointing at 8,192 tokens: 65,536 (8x, the cap; the
     memory would allow 24x); the 24B shape with checkpointing: ~2.1x; with offloaded checkpointing: 1x."""
     per_token_layer = 2 * (10 * shape.hidden + 4 * shape.intermediate)

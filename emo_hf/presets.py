@@ -212,8 +212,9 @@ PRESETS: dict[str, TrainSettings] = {
         # extrapolated to 40 layers (docs/benchmarks.md, "GPU training throughput: the 24B shape"). It halves the
         # optimiser steps per epoch at the same learning rate; the effect on quality was not measured.
         # 4-bit through Unsloth stays explicit: the product's target path, and the one measured at 40 layers; gradient
-        # checkpointing is left to the memory plan (emo_hf.memory_plan). With ~86 GiB free or more (an H200, not an
-        # 80 GB card), add --max-tokens-per-batch 4096: the plan then drops checkpointing (59-68 GiB), measured at 40 layers on the H200
+        # checkpointing is left to the memory plan (emo_hf.memory_plan). With ~84 GiB free or more (an H200, not an
+        # 80 GB card; its estimate is 71.2 GiB), add --max-tokens-per-batch 4096: the plan then drops checkpointing
+        # (59-68 GiB), measured at 40 layers on the H200
         # at 190.4 samples/s and 69% of the dense bf16 peak against 129.0 and 47% checkpointed in the same run
         # (docs/benchmarks.md, "The 24B shape at 40 layers without gradient checkpointing"). Not the default: batch 64
         # is the measured choice for the 24 GB card this preset targets (17.1 GiB).

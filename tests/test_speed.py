@@ -209,6 +209,15 @@ def test_the_24b_shape_on_an_h200_drops_checkpointing_and_its_estimate_covers_th
     assert at_8k.gradient_checkpointing  # twice the activations (~111 GiB) no longer fit 85% of the card
 
 
+def test_the_checkpointed_24b_estimate_covers_the_peaks_measured_with_the_lm_head_dropped():
+    # Measured on an H100, 2026-12-06 (docs/benchmarks.md, "The LM head dropped"): Unsloth, 40 layers in 4-bit,
+    # gradient checkpointing, the library's token-budget batches, LM head dropped. Peak GiB at 4,096 and 8,192 tokens:
+    for tokens, peak in ((4096, 18.45), (8192, 23.61)):
+        estimate = plan_memory(_mistral_24b(), free_bytes=None, tokens_per_batch=tokens, lora_r=16, load_in_4bit=True,
+                               gradient_checkpointing=True).estimate_gib["total"]
+        assert peak <= estimate <= 1.3 * peak, (tokens, estimate)
+
+
 def test_evaluation_batches_take_what_the_training_activations_took_within_the_cap():
     from emo_hf.memory_plan import EVAL_BUDGET_CAP, eval_tokens_per_batch
 
