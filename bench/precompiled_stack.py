@@ -7,6 +7,9 @@ LoRA gradients over three batch shapes.
     python bench/precompiled_stack.py --layers 4                                  # CPU, inductor
     python bench/precompiled_stack.py --layers 4 --device cuda --mode reduce-overhead --json out.json   # the preset's
     python bench/precompiled_stack.py --layers 24 --backend aot_eager             # no code generation (minutes less)
+    # a cache carried to another machine: save on one, copy DIR over, load on the other (same --layers/--device/--mode)
+    python bench/precompiled_stack.py --phases save --cache-dir DIR
+    python bench/precompiled_stack.py --phases load,load-empty-cache --cache-dir DIR
 
 Phases, one subprocess each, in this order, sharing one inductor cache folder: `save` (no saved graph yet: compiled
 ahead of time and saved; also fills inductor's cache), `load` (loads it), `load-empty-cache` (loads it with an empty
@@ -28,6 +31,7 @@ import tempfile
 import time
 
 SHAPES = [(8, 40), (5, 64), (11, 24)]
+PHASES = ("save", "load", "load-empty-cache", "trace", "trace")
 
 
 def phase(args: argparse.Namespace) -> dict:
@@ -95,6 +99,10 @@ def main() -> None:
     parser.add_argument("--mode", default=None, help="torch.compile mode, e.g. reduce-overhead (CUDA graphs)")
     parser.add_argument("--backend", default="inductor", choices=["inductor", "aot_eager"])
     parser.add_argument("--json", default=None, help="also write the phases' results here")
+    parser.add_argument("--phases", default=",".join(PHASES), help=f"comma list, run in this order (default "
+                        f"{','.join(PHASES)})")
+    parser.add_argument("--cache-dir", default=None, help="the shared cache folder (saved graph + inductor's cache), "
+                        "kept afterwards; default a new temporary folder")
     parser.add_argument("--phase", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--cache", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -102,9 +110,14 @@ def main() -> None:
     if args.phase:
         print("RESULT " + json.dumps(phase(args), default=str), flush=True)
         return
-    cache = tempfile.mkdtemp(prefix="precompiled-stack-")
+    phases = [name.strip() for name in args.phases.split(",") if name.strip()]
+    unknown = sorted(set(phases) - set(PHASES))
+    if unknown:
+        parser.error(f"--phases: unknown {unknown}; choose from {','.join(dict.fromkeys(PHASES))}, e.g. --phases save,load")
+    cache = args.cache_dir or tempfile.mkdtemp(prefix="precompiled-stack-")
+    os.makedirs(cache, exist_ok=True)
     results = []
-    for name in ("save", "load", "load-empty-cache", "trace", "trace"):
+    for name in phases:
         phase_name = "load" if name == "load-empty-cache" else name
         command = [sys.executable, __file__, "--phase", phase_name, "--cache", cache, "--layers", str(args.layers),
                    "--device", args.device, "--dtype", args.dtype, "--backend", args.backend]
