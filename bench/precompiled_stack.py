@@ -113,7 +113,8 @@ def main() -> None:
     phases = [name.strip() for name in args.phases.split(",") if name.strip()]
     unknown = sorted(set(phases) - set(PHASES))
     if unknown:
-        parser.error(f"--phases: unknown {unknown}; choose from {','.join(dict.fromkeys(PHASES))}, e.g. --phases save,load")
+        parser.error(f"--phases: unknown {unknown}; choose from {','.join(dict.fromkeys(PHASES))}, "
+                     "e.g. --phases save,load")
     cache = args.cache_dir or tempfile.mkdtemp(prefix="precompiled-stack-")
     os.makedirs(cache, exist_ok=True)
     results = []
