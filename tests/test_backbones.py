@@ -65,6 +65,22 @@ def test_no_lora_trains_the_whole_backbone(tiny_mistral_dir):
     assert all(p.requires_grad for p in model.parameters())
 
 
+@pytest.mark.parametrize("lora", [{"r": 2}, None])
+def test_gradient_checkpointing_asked_for_on_cpu_is_applied(tiny_mistral_dir, lora):
+    # The memory plan lets an explicit --gradient-checkpointing win on a CPU and records it; the LoRA path used to
+    # apply it only on a GPU, so the record said on while every layer's activations were kept.
+    model = load_for_training(tiny_mistral_dir, labels=LABELS, lora=lora, max_length=32, gradient_checkpointing=True)
+    assert model.backbone.is_gradient_checkpointing
+    calls = []
+    for layer in model.backbone.layers:
+        layer.register_forward_pre_hook(lambda module, args: calls.append(module))
+    batch = model.tokenize(["I love it", "so sad today"])
+    model(**batch, labels=torch.tensor([[1.0, 0.0], [0.0, 1.0]])).loss.backward()
+    assert len(calls) == 2 * len(model.backbone.layers)  # each layer run again in the backward: recomputed
+    assert not load_for_training(tiny_mistral_dir, labels=LABELS, lora=lora, max_length=32,
+                                 gradient_checkpointing=False).backbone.is_gradient_checkpointing
+
+
 def test_gpu_only_options_fail_clearly_on_cpu(tiny_mistral_dir):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

@@ -194,7 +194,7 @@ def load_for_training(
             from peft import LoraConfig, get_peft_model
 
             lora_dict = settings.resolved(base_type, model.backbone)
-            if on_gpu and (gradient_checkpointing is None or gradient_checkpointing):
+            if gradient_checkpointing or (gradient_checkpointing is None and on_gpu):  # None: on a GPU only
                 # Non-reentrant checkpointing needs no input gradients (unlike peft's prepare_model_for_kbit_training,
                 # which would also upcast the 131k-token embeddings to float32).
                 model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
