@@ -1,0 +1,124 @@
+#!/usr/bin/env python
+"""What a checkpointed training forward keeps per layer and token, and in which dtype the layers read their input:
+the memory plan counts one bf16 vector of the hidden size per token and layer (emo_hf/memory_plan.py), and the peaks
+measured on the 24B shape grow by about two per token and layer on an H100 (docs/benchmarks.md, "The H100/H200 peak
+gap is not a commit").
+
+    python bench/gpu_saved_activations.py --layers 8 --json out.json        # GPU: 4-bit, Unsloth and bnb
+    python bench/gpu_saved_activations.py --cpu                             # logic check, tiny shape, fp32
+
+Each engine in its own process (importing Unsloth patches transformers): the library's load_for_training with
+gradient checkpointing, one warm-up step, then one batch of --rows x --length tokens: memory allocated before and
+after the forward (what the backward will read), the backward's peak, and the dtype of each decoder layer's input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def child(args: argparse.Namespace) -> dict:
+    if args.engine == "unsloth":
+        import unsloth  # noqa: F401  (first: it patches transformers and peft)
+    import torch
+
+    sys.path.insert(0, str(REPO))
+    from emo_hf.backbones import load_for_training
+
+    on_gpu = not args.cpu
+    device = "cuda" if on_gpu else "cpu"
+    model = load_for_training(args.base, labels=[f"label_{i}" for i in range(28)], input_mode="text", device=device,
+                              max_length=128, load_in_4bit=on_gpu, use_unsloth=args.engine == "unsloth",
+                              gradient_checkpointing=True, encoder_dim=384, focal_gamma=2.0)
+    model.train()
+    layers = [m for m in model.backbone.modules() if type(m).__name__.endswith("DecoderLayer")]
+    seen: dict[str, int] = {}
+
+    def record(module, positional, keywords):
+        hidden = positional[0] if positional else keywords.get("hidden_states")
+        if torch.is_tensor(hidden):
+            seen[str(hidden.dtype)] = seen.get(str(hidden.dtype), 0) + 1
+
+    for layer in layers:
+        layer.register_forward_pre_hook(record, with_kwargs=True)
+    hidden_size = model.backbone.config.hidden_size
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 1000, (args.rows, args.length), generator=generator)
+    ids[:, 0] = 1
+    inputs = {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
+    labels = (torch.rand(args.rows, 28, generator=generator) < 0.12).float().to(device)
+
+    def allocated() -> int:
+        if on_gpu:
+            torch.cuda.synchronize()
+            return torch.cuda.memory_allocated()
+        return 0
+
+    def forward():
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=on_gpu):
+            return model(**inputs, labels=labels).loss
+
+    forward().backward()  # warm-up: first-step compiles, gradient buffers allocated
+    seen.clear()
+    before = allocated()
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
+    loss = forward()
+    after = allocated()
+    forward_dtypes = dict(seen)  # the layer calls of the forward; the backward's recomputation adds its own
+    loss.backward()
+    peak = torch.cuda.max_memory_allocated() if on_gpu else 0
+    tokens = args.rows * args.length
+    kept = after - before
+    return {"engine": args.engine, "layers": len(layers), "tokens": tokens, "hidden": hidden_size,
+            "layer_input_dtypes_forward": forward_dtypes, "layer_calls_in_all": seen, "embedding_dtype": str(model.get_input_embeddings().weight.dtype),
+            "kept_by_forward_gib": kept / 2**30, "backward_peak_gib": peak / 2**30,
+            "kept_bf16_vectors_per_token_and_layer": kept / (tokens * len(layers) * hidden_size * 2)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cpu", action="store_true", help="logic check on the CPU: tiny shape, fp32, no 4-bit")
+    p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--rows", type=int, default=128)
+    p.add_argument("--length", type=int, default=32, help="tokens per row (rows x length = the batch's tokens)")
+    p.add_argument("--engines", default=None, help="comma list of unsloth,bnb (default both; --cpu: cpu)")
+    p.add_argument("--json", default=None)
+    p.add_argument("--engine", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--base", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.engine:
+        print("RESULT " + json.dumps(child(args)), flush=True)
+        return 0
+    scratch = tempfile.mkdtemp(prefix="saved-activations-")
+    build = [sys.executable, str(REPO / "bench" / "gpu_train.py"), "--build", str(args.layers), "--scratch", scratch]
+    build += ["--cpu", "--hidden", "64", "--intermediate", "128", "--heads", "4", "--kv-heads", "2", "--vocab",
+              "1000"] if args.cpu else ["--prequantized"]
+    subprocess.run(build, check=True, stdout=subprocess.DEVNULL)
+    base = str(Path(scratch) / f"base-{args.layers}")
+    results = []
+    for engine in (args.engines or ("cpu" if args.cpu else "unsloth,bnb")).split(","):
+        started = time.perf_counter()
+        command = [sys.executable, __file__, "--engine", engine, "--base", base, "--rows", str(args.rows),
+                   "--length", str(args.length)] + (["--cpu"] if args.cpu else [])
+        done = subprocess.run(command, capture_output=True, text=True)
+        lines = [line[7:] for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        result = json.loads(lines[-1]) if lines else {"engine": engine, "error": done.stderr[-1500:]}
+        result["process_s"] = round(time.perf_counter() - started, 1)
+        results.append(result)
+        print(json.dumps(result), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
