@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What a checkpointed training forward keeps per layer and token, and in which dtype the layers read their input:
-the memory plan counts one bf16 vector of the hidden size per token and layer (emo_hf/memory_plan.py), and the peaks
-measured on the 24B shape grow by about two per token and layer on an H100 (docs/benchmarks.md, "The H100/H200 peak
+the memory plan counts one bf16 vector of the hidden size per token and layer (emo_hf/memory_plan.py); on an H100 at
+8 layers the forward kept 1.13 (Unsloth) / 1.26 (bnb), all layer inputs bf16 (docs/benchmarks.md, "The H100/H200 peak
 gap is not a commit").
 
     python bench/gpu_saved_activations.py --layers 8 --json out.json        # GPU: 4-bit, Unsloth and bnb
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,7 +80,8 @@ def child(args: argparse.Namespace) -> dict:
     tokens = args.rows * args.length
     kept = after - before
     return {"engine": args.engine, "layers": len(layers), "tokens": tokens, "hidden": hidden_size,
-            "layer_input_dtypes_forward": forward_dtypes, "layer_calls_in_all": seen, "embedding_dtype": str(model.get_input_embeddings().weight.dtype),
+            "layer_input_dtypes_forward": forward_dtypes, "layer_calls_in_all": seen,
+            "embedding_dtype": str(model.get_input_embeddings().weight.dtype),
             "kept_by_forward_gib": kept / 2**30, "backward_peak_gib": peak / 2**30,
             "kept_bf16_vectors_per_token_and_layer": kept / (tokens * len(layers) * hidden_size * 2)}
 
@@ -98,7 +100,14 @@ def main() -> int:
     if args.engine:
         print("RESULT " + json.dumps(child(args)), flush=True)
         return 0
-    scratch = tempfile.mkdtemp(prefix="saved-activations-")
+    scratch = tempfile.mkdtemp(prefix="saved-activations-")  # the random base (5 GB at 8 layers), removed at the end
+    try:
+        return run_engines(args, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run_engines(args: argparse.Namespace, scratch: str) -> int:
     build = [sys.executable, str(REPO / "bench" / "gpu_train.py"), "--build", str(args.layers), "--scratch", scratch]
     build += ["--cpu", "--hidden", "64", "--intermediate", "128", "--heads", "4", "--kv-heads", "2", "--vocab",
               "1000"] if args.cpu else ["--prequantized"]
