@@ -104,6 +104,11 @@
 #   (evaluated); --no-precompile, warm (EVAL=0: the same lease's before); the preset loading again, --no-precompile
 #   again (EVAL=0: the spread); last, the preset loading with whole rows, --no-fixed-batch-shapes (EVAL=0). (On
 #   2026-12-04 the preset had whole rows, and the last run was --fixed-batch-shapes: docs/benchmarks.md.)
+# SCHEDULE=fresh (DATA28 unused), alone: a freshly started machine's first run of the preset. Without INDUCTOR_CACHE it
+#   compiles cold (q05-cold, EVAL=0 unless COLD_EVAL=1) and `collect` returns its inductor cache (with the saved graph);
+#   with INDUCTOR_CACHE (that cache, carried to another fresh machine of the same GPU kind and unpacked anywhere) the
+#   run (q05-carried, evaluated) should load instead of compiling: what a user who copies $TORCHINDUCTOR_CACHE_DIR
+#   gets. The GGUF's conversion to bf16 (which every fresh machine pays first) is timed apart, in convert-q05.log.
 # `collect` also returns the cold job's inductor cache ($OUT/inductor-cache.tgz, if under 60 MB; CACHE_JOB names another
 # job): carried into a later lease and unpacked (`tar xzf inductor-cache.tgz -C $HOME/cache`), `INDUCTOR_CACHE=$HOME/
 # cache/inductor-cache` before `start` makes every job of the 'shapes' schedule warm, sparing its ~8-minute cold job (a
@@ -486,6 +491,25 @@ precompile_schedule() {  # STAGE DATA: the saved compiled graph against Dynamo's
   echo done > "$RES/ALL_DONE"
 }
 
+fresh_schedule() {  # STAGE DATA: a fresh machine's first run, cold or on a carried cache
+  local data=$2 q05=$1/q05.gguf
+  schedule_started fresh
+  local t0; t0=$(date +%s.%N)
+  # Not convert_when_staged: nothing runs beside it here, so it gets every thread, as a user's first `emo-hf train`.
+  wait_for_file "$q05" 900 && python -c "import sys; from emo_hf.backbones.loading import backbone_source; \
+print(backbone_source(sys.argv[1]))" "$q05" > "$RES/convert-q05.log" 2>&1 \
+    || { echo "no $q05, or its conversion failed: $RES/convert-q05.log"; echo done > "$RES/ALL_DONE"; return 1; }
+  echo "$(date -u +%T) q05.gguf converted in $(python -c "import time; print(round(time.time() - $t0, 1))") s"
+  if [[ -z ${INDUCTOR_CACHE:-} ]]; then
+    EVAL=${COLD_EVAL:-0} job q05-cold "$data" qwen2.5-0.5b "$q05"
+  else
+    echo "carried cache: $INDUCTOR_CACHE ($(find "$INDUCTOR_CACHE" -type f | wc -l) files)"
+    job q05-carried "$data" qwen2.5-0.5b "$q05"
+  fi
+  echo "$(date -u +%T) schedule done"
+  echo done > "$RES/ALL_DONE"
+}
+
 finish_schedule() {  # STAGE DATA: what the stack schedule left, when its cold stack compile took the lease's time
   local stage=$1 data=$2
   local q05=$stage/q05.gguf gemma=$stage/gemma.gguf
@@ -542,7 +566,7 @@ case ${1:-} in
   start) shift; mkdir -p "$RES"; setsid nohup bash "$0" schedule "$@" > "$RES/master.log" 2>&1 < /dev/null &
          echo "started: log $RES/master.log" ;;
   schedule) shift
-            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; warm) warm_schedule "$@" ;; budget) budget_schedule "$@" ;; prefix) prefix_schedule "$@" ;; tokens) tokens_schedule "$@" ;; startup) startup_schedule "$@" ;; packed) packed_schedule "$@" ;; shapes) shapes_schedule "$@" ;; lean) lean_schedule "$@" ;; precompile) precompile_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
+            case ${SCHEDULE:-decoders} in speed) speed_schedule "$@" ;; graphs) graphs_schedule "$@" ;; stack) stack_schedule "$@" ;; warm) warm_schedule "$@" ;; budget) budget_schedule "$@" ;; prefix) prefix_schedule "$@" ;; tokens) tokens_schedule "$@" ;; startup) startup_schedule "$@" ;; packed) packed_schedule "$@" ;; shapes) shapes_schedule "$@" ;; lean) lean_schedule "$@" ;; precompile) precompile_schedule "$@" ;; fresh) fresh_schedule "$@" ;; finish) finish_schedule "$@" ;; *) schedule "$@" ;; esac ;;
   status) status ;;
   wait) wait_for_file "$RES/${3:-ALL_DONE}" "${2:?seconds}"; status; tail -5 "$RES/master.log" ;;
   collect) collect ;;
