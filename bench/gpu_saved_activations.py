@@ -9,9 +9,10 @@ gap is not a commit").
     python bench/gpu_saved_activations.py --cpu                             # logic check, tiny shape, fp32
 
 Each engine in its own process (importing Unsloth patches transformers): the library's load_for_training with
-gradient checkpointing, one warm-up step, then one batch of --rows x --length tokens: memory allocated before and
-after the forward (what the backward will read), the backward's peak, the peak of each layer's recompute + backward
-(from one gradient hook on each layer's input to the next), and the dtype of each decoder layer's input.
+gradient checkpointing, one warm-up step, then one batch per row count (--rows, then --more-rows) of --length tokens
+per row: memory allocated before and after the forward (what the backward will read), the backward's peak, the peak
+of each layer's recompute + backward (from one gradient hook on each layer's input to the next), and the dtype of
+each decoder layer's input.
 """
 
 from __future__ import annotations
@@ -163,7 +164,8 @@ def run_engines(args: argparse.Namespace, scratch: str) -> int:
     for engine in (args.engines or ("cpu" if args.cpu else "unsloth,bnb")).split(","):
         started = time.perf_counter()
         command = [sys.executable, __file__, "--engine", engine, "--base", base, "--rows", str(args.rows),
-                   "--length", str(args.length), "--more-rows", ",".join(map(str, args.more_rows))] + (["--cpu"] if args.cpu else [])
+                   "--length", str(args.length), "--more-rows", ",".join(map(str, args.more_rows))]
+        command += ["--cpu"] if args.cpu else []
         done = subprocess.run(command, capture_output=True, text=True)
         lines = [line[7:] for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         result = json.loads(lines[-1]) if lines else {"engine": engine, "error": done.stderr[-1500:]}
