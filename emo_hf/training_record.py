@@ -123,7 +123,7 @@ def device_name() -> str:
     import torch
 
     if torch.cuda.is_available():
-        return torch.cuda.getdevice_name(0)
+        return torch.cuda.get_device_name(0)
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
