@@ -252,29 +252,19 @@ class FixedShapeCollator:
 
 
 def filler_token_id(tokenizer) -> int:
-    """The token an empty row is given: unk, else eos, else bos, whichever is not the pad token. Not the pad token:
-    decoders give it a zero embedding (`padding_idx`), and a row holding only a zero vector stays zero through every
-    layer, where each RMSNorm's backward multiplies its gradient by 1/sqrt(eps) (~1000): inf within a dozen layers."""
-    pad = tokenizer.pad_token_id
-    for candidate in (tokenizer.unk_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id):
-        if candidate is not None and candidate != pad:
-            return int(candidate)
-    return int(pad if pad is not None else 0)
+    """emo_hf.modeling_backbone.filler_token_id: the token an empty row is given. The rule lives beside the tokenizer
+    helpers that a saved model's remote code carries, so prediction applies it too; imported (through emo_hf.modeling,
+    the package's way in to those files) when called, to keep this module free of the torch import."""
+    from .modeling import filler_token_id as rule
+
+    return rule(tokenizer)
 
 
 def fill_empty_rows(features: list[dict[str, Any]], token_id: int) -> list[dict[str, Any]]:
-    """Rows with no tokens at all (a tokenizer that drops unknown words, a text of characters it ignores) become one
-    attended `token_id` (see `filler_token_id`). An all-zero attention-mask row breaks attention: cuDNN's fused
-    attention returned NaN gradients for the whole batch (seen on an H200, torch 2.11), and a batch of only such rows
-    has width 0."""
-    out = []
-    for f in features:
-        if len(f["input_ids"]) == 0:
-            f = {**f, "input_ids": [token_id], "attention_mask": [1]}
-            if "token_type_ids" in f:
-                f["token_type_ids"] = [0]
-        out.append(f)
-    return out
+    """emo_hf.modeling_backbone.fill_empty_rows: rows with no tokens become one attended `token_id`."""
+    from .modeling import fill_empty_rows as rule
+
+    return rule(features, token_id)
 
 
 def token_budget_dataloader(trainer, dataset, max_tokens: int, buckets: Sequence[int], *, shuffle: bool,

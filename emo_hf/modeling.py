@@ -30,16 +30,17 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration import PROMPT_QUESTION, EmoConfig, resolve_pretrained
-from .modeling_backbone import (INSIDE_EMO_HF, TRAINING_PADDING_SIDE, emo_hf_module, ensure_pad_token, is_4bit,
-                                pad_as_in_training, plain_load_backbone, text_backbone)
+from .modeling_backbone import (INSIDE_EMO_HF, TRAINING_PADDING_SIDE, emo_hf_module, ensure_pad_token,
+                                fill_empty_rows, filler_token_id, is_4bit, pad_as_in_training, plain_load_backbone,
+                                text_backbone, tokenize_for_prediction)
 from .modeling_files import (ADAPTER_DIR, BACKBONE_FILE, HEAD_FILE, REMOTE_CODE_FILES, THRESHOLDS_FILE,
                              load_head, load_model_folder, load_trained_weights, save_model_folder)
 from .modeling_shared_prefix import backbone_with_shared_prefix
 
 # Names other modules import from here (the folder layout, the tokenizer helpers), kept importable from this module.
 __all__ = ["ADAPTER_DIR", "BACKBONE_FILE", "HEAD_FILE", "REMOTE_CODE_FILES", "THRESHOLDS_FILE",
-           "TRAINING_PADDING_SIDE", "EmoModelForMultiLabel", "EmoModelOutput", "ensure_pad_token", "focal_loss",
-           "pad_as_in_training", "text_backbone"]
+           "TRAINING_PADDING_SIDE", "EmoModelForMultiLabel", "EmoModelOutput", "ensure_pad_token", "fill_empty_rows",
+           "filler_token_id", "focal_loss", "pad_as_in_training", "text_backbone", "tokenize_for_prediction"]
 
 
 def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0,
@@ -271,7 +272,8 @@ class EmoModelForMultiLabel(PreTrainedModel):
         return [f"{PROMPT_QUESTION}\nText: {text}\nEmotions:" for text in texts]
 
     def tokenize(self, texts: Sequence[str] | str, return_tensors: str | None = "pt", padding: bool | str = True):
-        """Tokenize (config.prompt applied; truncating to max_length, with one warning if any text is longer)."""
+        """Tokenize (config.prompt applied; truncating to max_length, with one warning if any text is longer).
+        A text of no tokens at all gets training's filler token (modeling_backbone.tokenize_for_prediction)."""
         if self.tokenizer is None:
             raise ValueError("This model has no tokenizer attached: set model.tokenizer = AutoTokenizer."
                              "from_pretrained(<backbone>) or load it with from_backbone / from_pretrained.")
@@ -281,8 +283,7 @@ class EmoModelForMultiLabel(PreTrainedModel):
         too_long = [i for i, n in enumerate(lengths) if n > max_length]
         if too_long:
             self._warn_truncation(f"texts[{too_long[0]}] ({lengths[too_long[0]]} tokens)")
-        return self.tokenizer(texts, truncation=True, max_length=max_length, padding=padding,
-                              return_tensors=return_tensors)
+        return tokenize_for_prediction(self.tokenizer, texts, max_length, padding, return_tensors)
 
     def sentence_encoder(self):
         """The sentence-transformers encoder named in the config (embedding mode), loaded once, offline if possible."""

@@ -132,6 +132,46 @@ def ensure_pad_token(tokenizer):
     return tokenizer
 
 
+def filler_token_id(tokenizer) -> int:
+    """The token an empty row is given: unk, else eos, else bos, whichever is not the pad token. Not the pad token:
+    decoders give it a zero embedding (`padding_idx`), and a row holding only a zero vector stays zero through every
+    layer, where each RMSNorm's backward multiplies its gradient by 1/sqrt(eps) (~1000): inf within a dozen layers."""
+    pad = tokenizer.pad_token_id
+    for candidate in (tokenizer.unk_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id):
+        if candidate is not None and candidate != pad:
+            return int(candidate)
+    return int(pad if pad is not None else 0)
+
+
+def fill_empty_rows(features: list[dict[str, Any]], token_id: int) -> list[dict[str, Any]]:
+    """Rows with no tokens at all (a tokenizer that drops unknown words, a text of characters it ignores) become one
+    attended `token_id` (see `filler_token_id`). An all-zero attention-mask row breaks attention: cuDNN's fused
+    attention returned NaN gradients for the whole batch (seen on an H200, torch 2.11), and a batch of only such rows
+    has width 0."""
+    out = []
+    for f in features:
+        if len(f["input_ids"]) == 0:
+            f = {**f, "input_ids": [token_id], "attention_mask": [1]}
+            if "token_type_ids" in f:
+                f["token_type_ids"] = [0]
+        out.append(f)
+    return out
+
+
+def tokenize_for_prediction(tokenizer, texts: list[str], max_length: int, padding: bool | str = True,
+                            return_tensors: str | None = "pt"):
+    """`texts` tokenized as training's collator sees them: truncated to max_length, a row of no tokens given the one
+    filler token (fill_empty_rows), then padded. Without the filler such a row's attention mask is all zero and its
+    scores depend on the batch's padding (0.10 apart from training's on a tiny Qwen2 whose tokenizer drops unknown
+    words, 2026-12-06)."""
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)
+    if any(len(ids) == 0 for ids in encoded["input_ids"]):
+        rows = fill_empty_rows([{k: encoded[k][i] for k in encoded} for i in range(len(texts))],
+                               filler_token_id(tokenizer))
+        encoded = {k: [row[k] for row in rows] for k in encoded}
+    return tokenizer.pad(encoded, padding=padding, return_tensors=return_tensors)
+
+
 def is_4bit(module: nn.Module) -> bool:
     return any(type(p).__name__ == "Params4bit" for p in module.parameters())
 

@@ -84,13 +84,13 @@ class OnnxEmoClassifier:
 
     def predict_proba(self, texts: Sequence[str] | str, batch_size: int = 32) -> np.ndarray:
         """Probabilities [len(texts), num_labels] in label order."""
-        from .modeling import EmoModelForMultiLabel
+        from .modeling import EmoModelForMultiLabel, tokenize_for_prediction
 
         texts = EmoModelForMultiLabel.check_texts(texts)
         chunks = []
         for start in range(0, len(texts), batch_size):
-            encoded = self.tokenizer(texts[start:start + batch_size], truncation=True,
-                                     max_length=self.config.max_length, padding=True, return_tensors="np")
+            encoded = tokenize_for_prediction(self.tokenizer, texts[start:start + batch_size],
+                                              self.config.max_length, return_tensors="np")
             feed = {name: np.asarray(encoded[name], dtype=np.int64) for name in self.input_names}
             chunks.append(_sigmoid(self.session.run(["logits"], feed)[0]))
         return np.concatenate(chunks) if chunks else np.zeros((0, self.config.num_labels))
@@ -141,6 +141,9 @@ def export_onnx(model_dir: str | os.PathLike, out: str | os.PathLike, *, int8: b
     if config.input_mode != "text":
         raise ValueError(f"{model_dir} is an embedding-mode model: ONNX export covers text-mode models only "
                          "(the sentence encoder would need its own graph). Serve it with PyTorch.")
+    if config.prompt != "plain":  # OnnxEmoClassifier feeds the texts as they are: the template is applied in Python
+        raise ValueError(f"{model_dir} reads its texts through prompt={config.prompt!r}: ONNX export covers "
+                         "prompt='plain' models only. Serve it with PyTorch, or train with --prompt plain.")
     if model.tokenizer is None:
         raise FileNotFoundError(f"{model_dir} has no tokenizer files: save the model again with its tokenizer.")
     sample = model.tokenize(CHECK_TEXTS)

@@ -129,3 +129,19 @@ def test_evaluate_module_gives_the_numbers_of_compute_metrics(tmp_path):
     assert got["b"]["thresholds"] == thresholds.tolist()
     tuned = multilabel_metrics(y, probs, thresholds)
     assert got["b"]["macro_f1"] == tuned["macro_f1"] and got["b"]["f1_label_3"] == tuned["per_label"]["label_3"]["f1"]
+
+
+def test_onnx_export_refuses_a_model_that_reads_texts_through_a_prompt(tiny_emo_model_dir, tmp_path):
+    """OnnxEmoClassifier feeds texts as they are; a model trained on the instruction template would score other
+    inputs than it was trained on, so the export says so instead of writing a graph."""
+    import shutil
+
+    from emo_hf.onnx_export import export_onnx
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_emo_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "prompt": "instruction"}))
+    with pytest.raises(ValueError, match=r"prompt='instruction'.*prompt='plain' models only.*--prompt plain"):
+        export_onnx(folder, tmp_path / "onnx")
+    assert not (tmp_path / "onnx").exists()

@@ -45,3 +45,23 @@ def test_device_name_on_a_cpu_names_the_cores(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert device_name().startswith("CPU (") and "cores)" in device_name()
+
+
+def test_the_gpu_training_path_check_passes_on_a_cpu(goemotions_slice_data, tmp_path):
+    """scripts/gpu_train_check.py (emo_hf.trainer.train, then `emo-hf evaluate`, on a tiny random Qwen2) on the CPU:
+    every check it makes on a GPU holds here too. Its first run found prediction and training scoring a text of no
+    tokens differently (tests/test_reload_check.py)."""
+    import importlib.util
+    import json
+
+    path = PACKAGE.parent / "scripts" / "gpu_train_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_train_check", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    result = tmp_path / "check.json"
+    code = script.main(["--data", str(goemotions_slice_data), "--cpu", "--train-rows", "200", "--json", str(result)])
+    report = json.loads(result.read_text())
+    assert code == 0 and report["passed"] is True, report["checks"]
+    names = [name for name, _, _ in report["checks"]]
+    assert "training_info.json names the device" in names and len(names) == 7
+    assert "the saved model reloads to the trained model's probabilities" in names

@@ -55,3 +55,31 @@ def test_the_training_loop_path_is_compared_too(tiny_emo_model_dir, capsys):
     assert result["ok"] is False and result["predict_proba"]["max_abs_difference"] < 1e-5
     assert result["training_loop"]["max_abs_difference"] >= 0.19
     assert "does not reproduce the trained model" in capsys.readouterr().out
+
+
+def test_a_text_of_no_tokens_scores_as_in_training_whatever_its_batch(tiny_family_dirs):
+    """The tiny Qwen2's word-level tokenizer drops unknown words, so 'Good luck my G' has no tokens at all. Training's
+    collator gives such a row one filler token; prediction must do the same, or the row's attention mask is all zero
+    and its scores follow the batch's padding (a real GoEmotions validation row, 0.10 apart, 2026-12-06)."""
+    import numpy as np
+    import torch
+
+    from emo_hf.backbones import load_for_training
+    from emo_hf.batching import BucketPaddingCollator, bucket_lengths
+
+    torch.manual_seed(0)
+    model = load_for_training(tiny_family_dirs["qwen2"], labels=["joy", "anger", "sadness"],
+                              lora={"r": 4, "lora_alpha": 8}, max_length=32)
+    model.eval()
+    empty, others = "Good luck my G", ["i love this day so much", "why would you do that ? i hate it", "sad"]
+    assert model.tokenizer(empty)["input_ids"] == []
+    alone = model.predict_proba([empty])[0]
+    beside_longer = model.predict_proba([empty] + others, batch_size=4)[0]
+    rows = [{"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [0.0, 0.0, 0.0]}
+            for ids in model.tokenizer([empty] + others)["input_ids"]]
+    batch = BucketPaddingCollator(model.tokenizer, bucket_lengths(32))(rows)
+    batch.pop("labels")
+    with torch.no_grad():
+        in_training = torch.sigmoid(model(**batch).logits[0]).numpy()
+    np.testing.assert_allclose(alone, in_training, atol=1e-5)
+    np.testing.assert_allclose(beside_longer, in_training, atol=1e-5)
