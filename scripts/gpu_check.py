@@ -346,10 +346,9 @@ def reload_main(model_dir: str, inputs_file: str, out_file: str) -> int:
 
 
 def _importable_emo_hf() -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("emo_hf") is None:  # run from a checkout without installing: use it
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    # This checkout's emo_hf, also where an older copy is installed (`pip install .` is not editable), as the bench
+    # scripts do: a check of the code beside the script, never of a stale install.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv=None) -> int:
