@@ -203,6 +203,8 @@ class BucketPaddingCollator:
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
+        from .modeling import fill_empty_rows, filler_token_id  # the rule prediction applies too
+
         labels = torch.tensor(np.asarray([f["labels"] for f in features], dtype=np.float32))
         width = bucket_of(max(len(f["input_ids"]) for f in features), self.buckets)
         keep = fill_empty_rows([{k: v for k, v in f.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
@@ -249,22 +251,6 @@ class FixedShapeCollator:
                     batch[key] = torch.cat([value, value[:1].expand(target - rows, *value.shape[1:])])
         batch["row_weight"] = weight
         return batch
-
-
-def filler_token_id(tokenizer) -> int:
-    """emo_hf.modeling_backbone.filler_token_id: the token an empty row is given. The rule lives beside the tokenizer
-    helpers that a saved model's remote code carries, so prediction applies it too; imported (through emo_hf.modeling,
-    the package's way in to those files) when called, to keep this module free of the torch import."""
-    from .modeling import filler_token_id as rule
-
-    return rule(tokenizer)
-
-
-def fill_empty_rows(features: list[dict[str, Any]], token_id: int) -> list[dict[str, Any]]:
-    """emo_hf.modeling_backbone.fill_empty_rows: rows with no tokens become one attended `token_id`."""
-    from .modeling import fill_empty_rows as rule
-
-    return rule(features, token_id)
 
 
 def token_budget_dataloader(trainer, dataset, max_tokens: int, buckets: Sequence[int], *, shuffle: bool,

@@ -127,7 +127,7 @@ class TextCollator:
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        from .batching import fill_empty_rows, filler_token_id
+        from .modeling import fill_empty_rows, filler_token_id  # the rule prediction applies too
 
         labels = torch.tensor(np.asarray([f.pop("labels") for f in features], dtype=np.float32))
         batch = self.pad(fill_empty_rows(features, filler_token_id(self.pad.tokenizer)))  # empty rows break attention

@@ -382,7 +382,8 @@ def test_an_empty_row_gets_a_token_whose_gradients_stay_bounded(tiny_mistral_dir
     import torch
 
     from emo_hf.backbones import load_for_training
-    from emo_hf.batching import BucketPaddingCollator, fill_empty_rows, filler_token_id
+    from emo_hf.batching import BucketPaddingCollator
+    from emo_hf.modeling import fill_empty_rows, filler_token_id
 
     torch.manual_seed(0)
     model = load_for_training(tiny_mistral_dir, labels=["joy", "anger"], lora={"r": 4, "lora_alpha": 8}, max_length=32)
