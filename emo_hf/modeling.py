@@ -31,8 +31,8 @@ from transformers.utils import ModelOutput
 
 from .configuration import PROMPT_QUESTION, EmoConfig, resolve_pretrained
 from .modeling_backbone import (INSIDE_EMO_HF, TRAINING_PADDING_SIDE, emo_hf_module, ensure_pad_token,
-                                fill_empty_rows, filler_token_id, is_4bit, pad_as_in_training, plain_load_backbone,
-                                text_backbone, tokenize_for_prediction)
+                                fill_empty_rows, fill_empty_tensor_rows, filler_token_id, is_4bit, pad_as_in_training,
+                                plain_load_backbone, text_backbone, tokenize_for_prediction)
 from .modeling_files import (ADAPTER_DIR, BACKBONE_FILE, HEAD_FILE, REMOTE_CODE_FILES, THRESHOLDS_FILE,
                              load_head, load_model_folder, load_trained_weights, save_model_folder)
 from .modeling_shared_prefix import backbone_with_shared_prefix
@@ -40,7 +40,8 @@ from .modeling_shared_prefix import backbone_with_shared_prefix
 # Names other modules import from here (the folder layout, the tokenizer helpers), kept importable from this module.
 __all__ = ["ADAPTER_DIR", "BACKBONE_FILE", "HEAD_FILE", "REMOTE_CODE_FILES", "THRESHOLDS_FILE",
            "TRAINING_PADDING_SIDE", "EmoModelForMultiLabel", "EmoModelOutput", "ensure_pad_token", "fill_empty_rows",
-           "filler_token_id", "focal_loss", "pad_as_in_training", "text_backbone", "tokenize_for_prediction"]
+           "fill_empty_tensor_rows", "filler_token_id", "focal_loss", "pad_as_in_training", "text_backbone",
+           "tokenize_for_prediction"]
 
 
 def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0,
@@ -194,6 +195,12 @@ class EmoModelForMultiLabel(PreTrainedModel):
                 attention_mask = torch.ones_like(input_ids)
             input_ids, attention_mask, token_type_ids = self._cut_to_max_length(input_ids, attention_mask,
                                                                                 token_type_ids)
+            if not self.training and self.tokenizer is not None and not torch.jit.is_tracing():
+                # A row of no tokens from a caller that tokenized itself (transformers' pipeline) gets training's
+                # filler, as predict_proba's rows do. Training batches come filled by the collators; the ONNX
+                # graph (traced) leaves it to OnnxEmoClassifier, which fills on the host.
+                input_ids, attention_mask, token_type_ids = fill_empty_tensor_rows(
+                    input_ids, attention_mask, filler_token_id(self.tokenizer), token_type_ids)
             if token_type_ids is not None:
                 extra["token_type_ids"] = token_type_ids
             if shared_prefix_length and input_ids.shape[1] > shared_prefix_length and not config.is_encoder_backbone:

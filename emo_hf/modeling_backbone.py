@@ -158,6 +158,28 @@ def fill_empty_rows(features: list[dict[str, Any]], token_id: int) -> list[dict[
     return out
 
 
+def fill_empty_tensor_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor, token_id: int,
+                           token_type_ids: torch.Tensor | None = None):
+    """fill_empty_rows for a batch tokenized elsewhere (transformers' `pipeline(...)` calls the tokenizer itself): a
+    row whose attention mask is all zero gets `token_id`, attended, at position 0, where a training collator's
+    right-padded `[filler]` row has it; a batch of width 0 becomes width 1. No host sync (torch.where over the first
+    column), so it costs a GPU nothing it waits on. Returns (input_ids, attention_mask, token_type_ids)."""
+    if input_ids.shape[1] == 0:  # [batch, 0]: every row empty
+        input_ids = torch.full((input_ids.shape[0], 1), token_id, dtype=input_ids.dtype, device=input_ids.device)
+        attention_mask = torch.ones(input_ids.shape, dtype=attention_mask.dtype, device=input_ids.device)
+        if token_type_ids is not None:
+            token_type_ids = torch.zeros_like(input_ids)
+        return input_ids, attention_mask, token_type_ids
+    empty = attention_mask.sum(1) == 0  # [batch]
+    first_ids = torch.where(empty, torch.full_like(input_ids[:, 0], token_id), input_ids[:, 0])
+    first_mask = torch.where(empty, torch.ones_like(attention_mask[:, 0]), attention_mask[:, 0])
+    input_ids = torch.cat([first_ids[:, None], input_ids[:, 1:]], dim=1)
+    attention_mask = torch.cat([first_mask[:, None], attention_mask[:, 1:]], dim=1)
+    if token_type_ids is not None:
+        token_type_ids = torch.cat([torch.where(empty, 0, token_type_ids[:, 0])[:, None], token_type_ids[:, 1:]], 1)
+    return input_ids, attention_mask, token_type_ids
+
+
 def tokenize_for_prediction(tokenizer, texts: list[str], max_length: int, padding: bool | str = True,
                             return_tensors: str | None = "pt"):
     """`texts` tokenized as training's collator sees them: truncated to max_length, a row of no tokens given the one

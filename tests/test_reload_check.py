@@ -83,3 +83,30 @@ def test_a_text_of_no_tokens_scores_as_in_training_whatever_its_batch(tiny_famil
         in_training = torch.sigmoid(model(**batch).logits[0]).numpy()
     np.testing.assert_allclose(alone, in_training, atol=1e-5)
     np.testing.assert_allclose(beside_longer, in_training, atol=1e-5)
+
+
+def test_the_pipeline_scores_a_text_of_no_tokens_as_predict_proba(tiny_family_dirs, tmp_path):
+    """transformers' pipeline tokenizes by itself, without predict_proba's filler: alone, such a text gave the
+    backbone a batch of width 0 (a crash); beside longer texts, an all-zero attention-mask row. The forward fills
+    it the same way (modeling_backbone.fill_empty_tensor_rows)."""
+    import numpy as np
+    import torch
+    from transformers import pipeline
+
+    from emo_hf.backbones import load_for_training
+
+    torch.manual_seed(0)
+    model = load_for_training(tiny_family_dirs["qwen2"], labels=["joy", "anger", "sadness"],
+                              lora={"r": 4, "lora_alpha": 8}, max_length=32)
+    model.eval()
+    empty, others = "Good luck my G", ["i love this day so much", "why would you do that ? i hate it", "sad"]
+    want = model.predict_proba([empty] + others)
+    model.save_pretrained(tmp_path / "model")
+    pipe = pipeline("text-classification", model=str(tmp_path / "model"), top_k=None)
+
+    def scores(results):
+        return np.array([[{r["label"]: r["score"] for r in result}[name] for name in ("joy", "anger", "sadness")]
+                         for result in results])
+
+    np.testing.assert_allclose(scores(pipe([empty])), want[:1], atol=1e-5)
+    np.testing.assert_allclose(scores(pipe([empty] + others, batch_size=4)), want, atol=1e-5)
