@@ -19,7 +19,8 @@ Saved folder layout (`save_pretrained`) and why:
     backbone.safetensors        optional: the whole backbone (default when no LoRA is applied and it is not 4-bit);
                                 otherwise the base weights are loaded from `backbone_name_or_path` (Hub or offline).
     tokenizer files
-    configuration.py, modeling.py, modeling_backbone.py, modeling_files.py, modeling_shared_prefix.py
+    configuration.py, modeling.py, modeling_backbone.py, modeling_files.py, modeling_predict.py,
+    modeling_shared_prefix.py
                                 the model's code for `trust_remote_code` (REMOTE_CODE_FILES): copies of emo_hf's own
                                 files, which import only each other, never emo_hf by name
 """
@@ -54,7 +55,7 @@ ADAPTER_NAME = "default"  # PEFT's default adapter name, used by peft and Unslot
 # The model's code, copied next to every saved model for `trust_remote_code=True` (config.json's auto_map names
 # configuration.EmoConfig and modeling.EmoModelForMultiLabel; transformers fetches the files they import with them).
 REMOTE_CODE_FILES = ("configuration.py", "modeling.py", "modeling_backbone.py", "modeling_files.py",
-                     "modeling_shared_prefix.py")
+                     "modeling_predict.py", "modeling_shared_prefix.py")
 
 
 # LoRA weights of the backbone in PEFT's saved layout: "base_model.model.<module path>.lora_A.weight" on disk,
