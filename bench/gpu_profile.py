@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=float, default=2.0, help="--full-run: epochs")
     p.add_argument("--inference", action="store_true", help="no training: predict_proba texts/s on the data's test "
                    "split (real texts), the backbone loaded as the memory plan chooses, batches --inference-batches")
-    p.add_argument("--inference-batches", default="64,256")
+    p.add_argument("--inference-batches", default="64,256,auto", help="rows per batch, or auto: predict_proba's default token budget")
     p.add_argument("--cpu", action="store_true", help="smoke test on CPU with the tiny random Mistral")
     p.add_argument("--json", default=None)
     p.add_argument("--scratch", default=None)
@@ -280,17 +280,21 @@ def inference_main(args: argparse.Namespace, settings, on_gpu: bool) -> int:
     texts = list(test["text"])
     model = build_model(settings, label_names_of(test)).eval()
     rows = []
-    for batch in [int(b) for b in args.inference_batches.split(",") if b]:
-        model.predict_proba(texts[:batch * 4], batch_size=batch)  # warm-up: kernels, shapes
+    # "auto": predict_proba's default, a token budget on a GPU (auto_tokens_per_batch); a number: rows per batch
+    for batch in [b if b == "auto" else int(b) for b in args.inference_batches.split(",") if b]:
+        kwargs = {"max_tokens_per_batch": "auto"} if batch == "auto" else {"batch_size": batch,
+                                                                          "max_tokens_per_batch": None}
+        model.predict_proba(texts[:1024], **kwargs)  # warm-up: kernels, shapes
         if on_gpu:
             torch.cuda.synchronize()
         started = time.perf_counter()
-        probabilities = model.predict_proba(texts, batch_size=batch)
+        probabilities = model.predict_proba(texts, **kwargs)
         if on_gpu:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
         assert probabilities.shape[0] == len(texts) and bool(torch.isfinite(torch.as_tensor(probabilities)).all())
-        rows.append({"batch_size": batch, "texts": len(texts), "seconds": round(seconds, 3),
+        rows.append({"batch_size": batch, "tokens_per_batch": model.auto_tokens_per_batch() if batch == "auto" else None,
+                     "texts": len(texts), "seconds": round(seconds, 3),
                      "texts_per_s": round(len(texts) / seconds, 1)})
         print(f"[inference] batch {batch}: {len(texts) / seconds:,.1f} texts/s", file=sys.stderr, flush=True)
     record = {"variant": args.child, "status": "ok", "inference": rows, "settings": settings.to_dict(),

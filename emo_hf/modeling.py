@@ -35,14 +35,14 @@ from .modeling_backbone import (INSIDE_EMO_HF, TRAINING_PADDING_SIDE, emo_hf_mod
                                 plain_load_backbone, text_backbone, tokenize_for_prediction)
 from .modeling_files import (ADAPTER_DIR, BACKBONE_FILE, HEAD_FILE, REMOTE_CODE_FILES, THRESHOLDS_FILE,
                              load_head, load_model_folder, load_trained_weights, save_model_folder)
-from .modeling_predict import EmoPredictionMixin
+from .modeling_predict import EmoPredictionMixin, token_budget_batches
 from .modeling_shared_prefix import backbone_with_shared_prefix
 
 # Names other modules import from here (the folder layout, the tokenizer helpers), kept importable from this module.
 __all__ = ["ADAPTER_DIR", "BACKBONE_FILE", "HEAD_FILE", "REMOTE_CODE_FILES", "THRESHOLDS_FILE",
            "TRAINING_PADDING_SIDE", "EmoModelForMultiLabel", "EmoModelOutput", "ensure_pad_token", "fill_empty_rows",
            "fill_empty_tensor_rows", "filler_token_id", "focal_loss", "pad_as_in_training", "text_backbone",
-           "tokenize_for_prediction"]
+           "token_budget_batches", "tokenize_for_prediction"]
 
 
 def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0,

@@ -14,8 +14,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .configuration import PROMPT_QUESTION, resolve_pretrained
-from .modeling_backbone import tokenize_for_prediction
+# Its siblings are imported inside the methods: inside emo_hf, configuration.py imports modeling.py (to register the
+# model), which imports this file, so top-level imports here would be circular when this file is imported first.
 
 
 class EmoPredictionMixin:
@@ -43,6 +43,8 @@ class EmoPredictionMixin:
         texts = list(texts)
         if self.config.prompt != "instruction":
             return texts
+        from .configuration import PROMPT_QUESTION
+
         tokenizer = self.tokenizer
         if getattr(tokenizer, "chat_template", None):
             bos = tokenizer.bos_token or ""
@@ -67,6 +69,8 @@ class EmoPredictionMixin:
         too_long = [i for i, n in enumerate(lengths) if n > max_length]
         if too_long:
             self._warn_truncation(f"texts[{too_long[0]}] ({lengths[too_long[0]]} tokens)")
+        from .modeling_backbone import tokenize_for_prediction
+
         return tokenize_for_prediction(self.tokenizer, texts, max_length, padding, return_tensors)
 
     def sentence_encoder(self):
@@ -77,6 +81,8 @@ class EmoPredictionMixin:
             except ImportError as error:  # kept in try/except so trust_remote_code does not require it
                 raise ImportError("Embedding-mode prediction needs sentence-transformers: "
                                   "pip install sentence-transformers") from error
+            from .configuration import resolve_pretrained
+
             folder, _ = resolve_pretrained(self.config.encoder_name)
             self._encoder = SentenceTransformer(folder, device=str(self.score.weight.device))
         return self._encoder
@@ -92,27 +98,52 @@ class EmoPredictionMixin:
         return vectors
 
     # -- prediction ----------------------------------------------------------------------------------------------------
+    def auto_tokens_per_batch(self) -> int | None:
+        """predict_proba's default token budget: None on a CPU (batches of `batch_size` rows, the measured best there);
+        on a GPU as many tokens as a quarter of the free memory holds at one layer's forward activations per token
+        (emo_hf.memory_plan's count, 2 x (10 x hidden + 4 x intermediate) bytes), between 2,048 and 65,536. Why: an
+        eager forward costs the host about the same per batch whatever its rows, so batches of 64 short texts left
+        the GPU waiting (the real Qwen2.5-0.5B, H100: ~100 ms per batch of 64, 617 texts/s; docs/benchmarks.md)."""
+        device = self.get_input_embeddings().weight.device
+        if device.type != "cuda" or self.config.input_mode != "text":
+            return None
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+        config = getattr(self.backbone, "config", None)
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        intermediate = int(getattr(config, "intermediate_size", None) or 4 * self.hidden_size)
+        per_token = 2 * (10 * self.hidden_size + 4 * intermediate)
+        return int(min(65536, max(2048, 0.25 * free_bytes // per_token)))
+
     @torch.no_grad()
-    def predict_proba(self, texts: Sequence[str] | str, batch_size: int = 32) -> np.ndarray:
+    def predict_proba(self, texts: Sequence[str] | str, batch_size: int = 32,
+                      max_tokens_per_batch: int | str | None = "auto") -> np.ndarray:
         """Probabilities [len(texts), num_labels] in label order (`model.config.labels`), rows in the order given.
 
         Text mode batches the texts longest first (sorted by token count) and puts the rows back in order: batches of
         similar lengths carry little padding (1.50x the unsorted batches for the 24B shape on an H200,
-        docs/benchmarks.md).
+        docs/benchmarks.md). `max_tokens_per_batch` (text mode): each batch takes as many rows as fit that many
+        tokens at its longest row's length, instead of `batch_size` rows; "auto" = `auto_tokens_per_batch()` (a
+        budget on a GPU, rows on a CPU); None = always `batch_size` rows.
         """
         texts = self.check_texts(texts)
         was_training = self.training
         self.eval()
         device = self.get_input_embeddings().weight.device
-        order = np.arange(len(texts))
-        if self.config.input_mode == "text" and len(texts) > 1 and self.tokenizer is not None:
-            lengths = [len(ids) for ids in self.tokenizer(texts, truncation=True,
-                                                          max_length=self.config.max_length)["input_ids"]]
-            order = np.argsort(-np.asarray(lengths), kind="stable")
+        n = len(texts)
+        order = np.arange(n)
+        spans = [(start, min(n, start + batch_size)) for start in range(0, n, batch_size)]
+        if self.config.input_mode == "text" and self.tokenizer is not None:
+            budget = self.auto_tokens_per_batch() if max_tokens_per_batch == "auto" else max_tokens_per_batch
+            if n > 1 or budget:
+                lengths = np.asarray([len(ids) for ids in self.tokenizer(
+                    self.format_texts(texts), truncation=True, max_length=self.config.max_length)["input_ids"]])
+                order = np.argsort(-lengths, kind="stable")
+                if budget:
+                    spans = token_budget_batches(lengths[order], int(budget))
         chunks = []
         try:
-            for start in range(0, len(texts), batch_size):
-                batch = [texts[i] for i in order[start:start + batch_size]]
+            for start, end in spans:
+                batch = [texts[i] for i in order[start:end]]
                 if self.config.input_mode == "embedding":
                     vectors = torch.as_tensor(self.embed(batch, batch_size=batch_size), dtype=torch.float32)
                     logits = self(sentence_embeddings=vectors.to(device)).logits
@@ -139,3 +170,21 @@ class EmoPredictionMixin:
         thresholds = np.clip(np.asarray(self.config.thresholds) + threshold_shift, 0.0, 1.0)
         return [{"labels": [labels[j] for j in np.flatnonzero(row >= thresholds)],
                  "probabilities": {name: float(p) for name, p in zip(labels, row)}} for row in probabilities]
+
+
+def token_budget_batches(sorted_lengths: Sequence[int], max_tokens: int) -> list[tuple[int, int]]:
+    """(start, end) row spans over lengths sorted longest first: each batch as many rows as fit `max_tokens` at its
+    first (longest) row's length, at least one; every row in exactly one span, in order.
+
+        >>> token_budget_batches([50, 40, 10, 10, 5], 100)
+        [(0, 2), (2, 5)]
+    """
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens_per_batch={max_tokens!r} must be positive, e.g. 16384 (or None for row batches).")
+    spans, start, n = [], 0, len(sorted_lengths)
+    while start < n:
+        end = min(n, start + max(1, max_tokens // max(1, int(sorted_lengths[start]))))
+        spans.append((start, end))
+        start = end
+    return spans
+

@@ -309,6 +309,42 @@ def test_predict_proba_restores_the_order_of_texts_of_shuffled_lengths(tiny_mist
     assert np.abs(together[0] - together[1:]).max() > 1e-4  # rows differ, so a wrong order would show
 
 
+def test_predict_proba_by_token_budget_uses_every_row_once_within_the_budget_and_scores_as_row_batches(
+        tiny_mistral_dir, monkeypatch):
+    import torch
+
+    from emo_hf.backbones import load_for_training
+    from emo_hf.modeling import token_budget_batches
+
+    torch.manual_seed(0)
+    model = load_for_training(tiny_mistral_dir, labels=["joy", "anger", "sadness"], lora={"r": 4, "lora_alpha": 8},
+                              max_length=32)
+    words = "i love hate this that day so sad happy angry what a the is it not you me".split()
+    rng = np.random.default_rng(2)
+    texts = [" ".join(rng.choice(words, size=n)) for n in rng.integers(1, 40, size=60)]
+    assert model.auto_tokens_per_batch() is None  # a CPU: batches of batch_size rows
+
+    widths = []  # the padded [rows, width] of every batch the forward sees
+    forward = type(model).forward
+    monkeypatch.setattr(type(model), "forward", lambda self, input_ids=None, **kw: (
+        widths.append(tuple(input_ids.shape)), forward(self, input_ids=input_ids, **kw))[1])
+    by_budget = model.predict_proba(texts, max_tokens_per_batch=120)
+    assert sum(rows for rows, _ in widths) == len(texts) and all(rows * width <= 120 for rows, width in widths)
+    assert len(widths) < len(texts) / 2  # short rows share batches
+    widths.clear()
+    np.testing.assert_allclose(by_budget, model.predict_proba(texts, batch_size=7, max_tokens_per_batch=None),
+                               atol=1e-5)
+    assert {rows for rows, _ in widths} == {7, 60 % 7}
+
+    lengths = sorted(rng.integers(1, 50, size=200), reverse=True)
+    spans = token_budget_batches(lengths, 256)
+    assert [i for start, end in spans for i in range(start, end)] == list(range(200))  # each row once, in order
+    assert all((end - start) * lengths[start] <= 256 for start, end in spans)
+    assert token_budget_batches([300, 5], 100) == [(0, 1), (1, 2)]  # a row longer than the budget goes alone
+    with pytest.raises(ValueError, match="max_tokens_per_batch=0 must be positive"):
+        token_budget_batches([3], 0)
+
+
 # ---- end to end -----------------------------------------------------------------------------------------------------
 def test_train_with_a_token_budget_end_to_end(goemotions_slice_data, tmp_path):
     from emo_hf.cli import main
