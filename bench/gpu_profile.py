@@ -71,7 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=float, default=2.0, help="--full-run: epochs")
     p.add_argument("--inference", action="store_true", help="no training: predict_proba texts/s on the data's test "
                    "split (real texts), the backbone loaded as the memory plan chooses, batches --inference-batches")
-    p.add_argument("--inference-batches", default="64,256,auto", help="rows per batch, or auto: predict_proba's default token budget")
+    p.add_argument("--inference-batches", default="64,256,auto",
+                   help="rows per batch, or auto: predict_proba's default token budget")
     p.add_argument("--cpu", action="store_true", help="smoke test on CPU with the tiny random Mistral")
     p.add_argument("--json", default=None)
     p.add_argument("--scratch", default=None)

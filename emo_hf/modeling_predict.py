@@ -101,9 +101,8 @@ class EmoPredictionMixin:
     def auto_tokens_per_batch(self) -> int | None:
         """predict_proba's default token budget: None on a CPU (batches of `batch_size` rows, the measured best there);
         on a GPU as many tokens as a quarter of the free memory holds at one layer's forward activations per token
-        (emo_hf.memory_plan's count, 2 x (10 x hidden + 4 x intermediate) bytes), between 2,048 and 65,536. Why: an
-        eager forward costs the host about the same per batch whatever its rows, so batches of 64 short texts left
-        the GPU waiting (the real Qwen2.5-0.5B, H100: ~100 ms per batch of 64, 617 texts/s; docs/benchmarks.md)."""
+        (emo_hf.memory_plan's count, 2 x (10 x hidden + 4 x intermediate) bytes, restated here: a saved model's code
+        cannot import emo_hf), between 2,048 and 65,536. Why: batches of 64 short texts left the GPU waiting (the real Qwen2.5-0.5B, H100: ~100 ms per batch of 64, 617 texts/s; docs/benchmarks.md)."""
         device = self.get_input_embeddings().weight.device
         if device.type != "cuda" or self.config.input_mode != "text":
             return None
@@ -132,14 +131,13 @@ class EmoPredictionMixin:
         n = len(texts)
         order = np.arange(n)
         spans = [(start, min(n, start + batch_size)) for start in range(0, n, batch_size)]
-        if self.config.input_mode == "text" and self.tokenizer is not None:
+        if self.config.input_mode == "text" and self.tokenizer is not None and n > 1:
+            lengths = np.asarray([len(ids) for ids in self.tokenizer(
+                self.format_texts(texts), truncation=True, max_length=self.config.max_length)["input_ids"]])
+            order = np.argsort(-lengths, kind="stable")
             budget = self.auto_tokens_per_batch() if max_tokens_per_batch == "auto" else max_tokens_per_batch
-            if n > 1 or budget:
-                lengths = np.asarray([len(ids) for ids in self.tokenizer(
-                    self.format_texts(texts), truncation=True, max_length=self.config.max_length)["input_ids"]])
-                order = np.argsort(-lengths, kind="stable")
-                if budget:
-                    spans = token_budget_batches(lengths[order], int(budget))
+            if budget:
+                spans = token_budget_batches(lengths[order], int(budget))
         chunks = []
         try:
             for start, end in spans:
