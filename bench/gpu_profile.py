@@ -280,7 +280,7 @@ def inference_main(args: argparse.Namespace, settings, on_gpu: bool) -> int:
     test = load_built(args.data, "raw")["test"]
     texts = list(test["text"])
     model = build_model(settings, label_names_of(test)).eval()
-    rows = []
+    rows, first = [], None
     # "auto": predict_proba's default, a token budget on a GPU (auto_tokens_per_batch); a number: rows per batch
     for batch in [b if b == "auto" else int(b) for b in args.inference_batches.split(",") if b]:
         kwargs = {"max_tokens_per_batch": "auto"} if batch == "auto" else {"batch_size": batch,
@@ -294,9 +294,11 @@ def inference_main(args: argparse.Namespace, settings, on_gpu: bool) -> int:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
         assert probabilities.shape[0] == len(texts) and bool(torch.isfinite(torch.as_tensor(probabilities)).all())
+        # The same texts in other batches differ only by padding and bf16 rounding: the gap to the first setting
+        first = probabilities if first is None else first
         rows.append({"batch_size": batch, "tokens_per_batch": model.auto_tokens_per_batch() if batch == "auto" else None,
-                     "texts": len(texts), "seconds": round(seconds, 3),
-                     "texts_per_s": round(len(texts) / seconds, 1)})
+                     "texts": len(texts), "seconds": round(seconds, 3), "texts_per_s": round(len(texts) / seconds, 1),
+                     "max_abs_diff_to_first": round(float(abs(probabilities - first).max()), 5)})
         print(f"[inference] batch {batch}: {len(texts) / seconds:,.1f} texts/s", file=sys.stderr, flush=True)
     record = {"variant": args.child, "status": "ok", "inference": rows, "settings": settings.to_dict(),
               "memory_plan": None, "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if on_gpu else None}
@@ -390,7 +392,8 @@ def table(results: list[dict], backbone: str | None) -> str:
             continue
         if r.get("inference"):
             out.append(f"| {r['variant']} (inference, test split) | " + "; ".join(
-                f"batch {x['batch_size']}: {x['texts_per_s']:,} texts/s ({x['texts']} texts in {x['seconds']} s)"
+                f"batch {x['batch_size']}: {x['texts_per_s']:,} texts/s ({x['texts']} texts in {x['seconds']} s, "
+                f"max diff {x.get('max_abs_diff_to_first')})"
                 for x in r["inference"]) + f"; peak {r['peak_gib']} GiB |")
             continue
         if r.get("full_run"):

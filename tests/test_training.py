@@ -222,6 +222,44 @@ def test_a_nan_loss_stops_with_a_clear_message_and_the_last_checkpoint_loads(goe
     assert not (tmp_path / "nan" / "model").exists()
 
 
+def test_tokenizing_the_splits_never_pickles_the_model(goemotions_slice_data, tiny_mistral_dir):
+    """datasets fingerprints a map by pickling its function; the function holds the model's format_texts, so every
+    weight was copied and hashed before training (13 s of a SmolLM2-135M run). The fingerprint is now made from the
+    split, tokenizer, max_length and prompt: the model is never pickled, the same inputs give the same fingerprint
+    (the map files are reused, in every DDP rank), and another prompt or max_length another one."""
+    from transformers import AutoTokenizer
+
+    from emo_hf.training_data import load_splits, tokenize_splits
+
+    class Model:  # format_texts bound to an object that counts being pickled (as dill would pickle the model)
+        pickled = 0
+
+        def __init__(self, prefix):
+            self.prefix = prefix
+
+        def __reduce_ex__(self, protocol):
+            Model.pickled += 1
+            return (Model, (self.prefix,))
+
+        def format_texts(self, texts):
+            return [self.prefix + t for t in texts]
+
+    splits, _ = load_splits(goemotions_slice_data, "text")
+    splits = {"validation": splits["validation"]}
+    tokenizer = AutoTokenizer.from_pretrained(tiny_mistral_dir)
+
+    def fingerprint(prefix="", max_length=32):
+        return tokenize_splits(splits, tokenizer, max_length, Model(prefix).format_texts)["validation"]
+
+    encoded = fingerprint("Text: ")
+    assert Model.pickled == 0
+    text = splits["validation"][3]["text"]
+    assert encoded[3]["input_ids"] == tokenizer("Text: " + text, truncation=True, max_length=32)["input_ids"]
+    assert encoded._fingerprint == fingerprint("Text: ")._fingerprint
+    assert len({encoded._fingerprint, fingerprint("Emotions: ")._fingerprint,
+                fingerprint("Text: ", max_length=16)._fingerprint}) == 3
+
+
 # ---- bad data -----------------------------------------------------------------------------------------------------
 def _copy(data: Path, tmp_path: Path) -> Path:
     target = tmp_path / "data"
